@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, CompactionOptions, DeleteOptions, EventType, GetOptions,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions,
     PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
@@ -64,7 +64,8 @@ impl EtcdStore {
     /// etcd answers OutOfRange both for compacted and for future revisions; tell them apart
     /// by the current revision rather than by the message.
     async fn revision_error(&self, e: etcd_client::Error, requested: Revision) -> StoreError {
-        let out_of_range = matches!(&e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange);
+        let out_of_range =
+            matches!(&e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange);
         if !out_of_range {
             return self.err(e);
         }

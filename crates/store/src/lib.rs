@@ -10,9 +10,9 @@
 //! not depend on any other r8s crate.
 
 pub mod embedded;
+mod error;
 pub mod etcd;
 pub mod etcd_server;
-mod error;
 
 use std::path::Path;
 use std::sync::Arc;

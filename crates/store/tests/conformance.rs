@@ -3,7 +3,43 @@
 
 mod common;
 
-use common::Fixture;
+use std::sync::Arc;
+
+use common::manual_compaction;
+use r8s_store::etcd_server::EtcdServer;
+use r8s_store::{EmbeddedStore, EtcdStore, Store};
+
+/// A store under test and whatever keeps it alive (its directory, its etcd process).
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    _etcd: Option<EtcdServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), manual_compaction()).expect("open embedded");
+        Self {
+            store: Arc::new(store),
+            _etcd: None,
+            _dir: dir,
+        }
+    }
+
+    pub async fn etcd() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = EtcdServer::start(dir.path()).await.expect("start etcd");
+        let store = EtcdStore::connect(&[server.endpoint().to_owned()])
+            .await
+            .expect("connect etcd");
+        Self {
+            store: Arc::new(store),
+            _etcd: Some(server),
+            _dir: dir,
+        }
+    }
+}
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -87,7 +123,10 @@ mod cases {
     ) {
         let rev = store.create("/r/a", val("one"), None).await.unwrap();
         let err = store.create("/r/a", val("two"), None).await.unwrap_err();
-        assert!(matches!(err, StoreError::AlreadyExists { ref key } if key == "/r/a"), "{err}");
+        assert!(
+            matches!(err, StoreError::AlreadyExists { ref key } if key == "/r/a"),
+            "{err}"
+        );
         assert_eq!(store.get("/r/a").await.unwrap().unwrap().value, val("one"));
         assert_eq!(store.current_revision().await.unwrap(), rev);
     }
@@ -126,7 +165,10 @@ mod cases {
     }
 
     pub async fn update_of_missing_key_is_not_found(store: Arc<dyn Store>) {
-        let err = store.update("/r/none", val("1"), 5, None).await.unwrap_err();
+        let err = store
+            .update("/r/none", val("1"), 5, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
         assert_eq!(store.get("/r/none").await.unwrap(), None);
     }
@@ -135,7 +177,10 @@ mod cases {
         let r1 = store.create("/r/a", val("1"), None).await.unwrap();
         let (rev, prev) = store.delete("/r/a", Some(r1)).await.unwrap();
         assert_eq!(rev, r1 + 1);
-        assert_eq!((prev.key.as_str(), prev.value, prev.mod_revision), ("/r/a", val("1"), r1));
+        assert_eq!(
+            (prev.key.as_str(), prev.value, prev.mod_revision),
+            ("/r/a", val("1"), r1)
+        );
         assert_eq!(store.get("/r/a").await.unwrap(), None);
         // Unconditional delete.
         store.create("/r/b", val("1"), None).await.unwrap();
@@ -216,10 +261,19 @@ mod cases {
 
     pub async fn range_pages_with_limit_and_start_at_one_revision(store: Arc<dyn Store>) {
         for i in 0..10 {
-            store.create(&format!("/p/k{i}"), val("v"), None).await.unwrap();
+            store
+                .create(&format!("/p/k{i}"), val("v"), None)
+                .await
+                .unwrap();
         }
         let first = store
-            .range("/p", RangeOptions { limit: 4, ..Default::default() })
+            .range(
+                "/p",
+                RangeOptions {
+                    limit: 4,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(first.kvs.len(), 4);
@@ -260,7 +314,13 @@ mod cases {
             let store = store.clone();
             async move {
                 let result = store
-                    .range("/h", RangeOptions { revision: Some(rev), ..Default::default() })
+                    .range(
+                        "/h",
+                        RangeOptions {
+                            revision: Some(rev),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 assert_eq!(result.revision, rev);
@@ -285,15 +345,19 @@ mod cases {
     pub async fn range_at_future_revision_is_an_error(store: Arc<dyn Store>) {
         let rev = store.create("/f/a", val("1"), None).await.unwrap();
         let err = store
-            .range("/f", RangeOptions { revision: Some(rev + 100), ..Default::default() })
+            .range(
+                "/f",
+                RangeOptions {
+                    revision: Some(rev + 100),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::FutureRevision { .. }), "{err}");
     }
 
-    pub async fn watch_delivers_every_change_in_order_with_previous_values(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn watch_delivers_every_change_in_order_with_previous_values(store: Arc<dyn Store>) {
         let mut watch = store.watch("/w", 0).await.unwrap();
         let r1 = store.create("/w/a", val("1"), None).await.unwrap();
         let r2 = store.update("/w/a", val("2"), r1, None).await.unwrap();
@@ -302,11 +366,17 @@ mod cases {
         let created = next_event(&mut watch).await.unwrap();
         assert_eq!(created.kind, EventKind::Put);
         assert!(created.is_create());
-        assert_eq!((created.kv.value.clone(), created.revision()), (val("1"), r1));
+        assert_eq!(
+            (created.kv.value.clone(), created.revision()),
+            (val("1"), r1)
+        );
 
         let updated = next_event(&mut watch).await.unwrap();
         assert!(!updated.is_create());
-        assert_eq!((updated.kv.value.clone(), updated.revision()), (val("2"), r2));
+        assert_eq!(
+            (updated.kv.value.clone(), updated.revision()),
+            (val("2"), r2)
+        );
         assert_eq!(updated.kv.create_revision, r1);
         let prev = updated.prev.expect("update carries the previous value");
         assert_eq!((prev.value, prev.mod_revision), (val("1"), r1));
@@ -364,7 +434,10 @@ mod cases {
                     let key = format!("/c/{w}");
                     let mut rev = store.create(&key, val("0"), None).await.unwrap();
                     for i in 1..WRITES {
-                        rev = store.update(&key, val(&i.to_string()), rev, None).await.unwrap();
+                        rev = store
+                            .update(&key, val(&i.to_string()), rev, None)
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -402,16 +475,32 @@ mod cases {
         store.compact(r3).await.unwrap();
 
         let err = store
-            .range("/k", RangeOptions { revision: Some(r2), ..Default::default() })
+            .range(
+                "/k",
+                RangeOptions {
+                    revision: Some(r2),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Compacted { .. }), "{err}");
         // The state at the compaction revision itself stays readable.
         let at = store
-            .range("/k", RangeOptions { revision: Some(r3), ..Default::default() })
+            .range(
+                "/k",
+                RangeOptions {
+                    revision: Some(r3),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let keys: Vec<_> = at.kvs.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect();
+        let keys: Vec<_> = at
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.clone()))
+            .collect();
         assert_eq!(keys, [("/k/a", val("2")), ("/k/b", val("1"))]);
         let now = store.range("/k", RangeOptions::default()).await.unwrap();
         let keys: Vec<_> = now.kvs.iter().map(|kv| kv.key.as_str()).collect();
@@ -470,7 +559,10 @@ mod cases {
         assert_eq!(next_event(&mut watch).await.unwrap().kv.value, big);
         let mut bigger = big.to_vec();
         bigger.reverse();
-        store.update("/big/a", Bytes::from(bigger.clone()), r1, None).await.unwrap();
+        store
+            .update("/big/a", Bytes::from(bigger.clone()), r1, None)
+            .await
+            .unwrap();
         let event = next_event(&mut watch).await.unwrap();
         assert_eq!(event.kv.value, bigger);
         assert_eq!(event.prev.unwrap().value, big);
@@ -498,7 +590,14 @@ mod cases {
         let mut revision = None;
         loop {
             let page = store
-                .range("/many", RangeOptions { limit: 5000, start, revision })
+                .range(
+                    "/many",
+                    RangeOptions {
+                        limit: 5000,
+                        start,
+                        revision,
+                    },
+                )
                 .await
                 .unwrap();
             revision = Some(page.revision);

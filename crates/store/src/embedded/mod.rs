@@ -113,7 +113,11 @@ impl Shared {
                 None => open_reader(&shared.path)?,
             };
             let result = f(&shared, &conn);
-            shared.readers.lock().expect("reader pool poisoned").push(conn);
+            shared
+                .readers
+                .lock()
+                .expect("reader pool poisoned")
+                .push(conn);
             result
         })
         .await
@@ -204,7 +208,8 @@ fn expiry(ttl: Option<Duration>) -> Option<i64> {
 }
 
 fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[async_trait]
@@ -334,8 +339,7 @@ fn open_writer(path: &Path) -> Result<Connection> {
         Ok(meta) if meta.len() == 0 => {
             return Err(StoreError::Corrupt {
                 path: path.to_owned(),
-                message: "the file is empty (truncated?); move it away to start a new store"
-                    .into(),
+                message: "the file is empty (truncated?); move it away to start a new store".into(),
             });
         }
         Ok(_) => true,
@@ -396,7 +400,7 @@ fn open_writer(path: &Path) -> Result<Connection> {
          ) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS live_expiry ON live (expires_at) WHERE expires_at IS NOT NULL;
          CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-         INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION}), ('rev', 1), ('compacted', 0);"
+         INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION}), ('rev', 1), ('compacted', 0), ('swept', 0);"
     ))
     .map_err(err)?;
     let schema: i64 = conn

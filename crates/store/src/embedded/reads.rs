@@ -126,25 +126,22 @@ pub(super) fn history(
          FROM log l LEFT JOIN log p ON p.rev = l.prev_rev
          WHERE l.rev >= ?1 AND l.key >= ?2 AND l.key < ?3 ORDER BY l.rev LIMIT ?4",
     )?;
-    let rows = stmt.query_map(
-        rusqlite::params![from, start, end, limit as i64],
-        |row| {
-            let kv = kv_from(row, 0)?;
-            let deleted: bool = row.get(4)?;
-            let prev = match row.get::<_, Option<String>>(5)? {
-                Some(_) => Some(kv_from(row, 5)?),
-                None => None,
-            };
-            Ok(WatchEvent {
-                kind: if deleted {
-                    EventKind::Delete
-                } else {
-                    EventKind::Put
-                },
-                kv,
-                prev,
-            })
-        },
-    )?;
+    let rows = stmt.query_map(rusqlite::params![from, start, end, limit as i64], |row| {
+        let kv = kv_from(row, 0)?;
+        let deleted: bool = row.get(4)?;
+        let prev = match row.get::<_, Option<String>>(5)? {
+            Some(_) => Some(kv_from(row, 5)?),
+            None => None,
+        };
+        Ok(WatchEvent {
+            kind: if deleted {
+                EventKind::Delete
+            } else {
+                EventKind::Put
+            },
+            kv,
+            prev,
+        })
+    })?;
     rows.collect()
 }

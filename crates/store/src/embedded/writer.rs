@@ -85,8 +85,11 @@ impl Writer {
         rev: Revision,
         compacted: Revision,
     ) -> rusqlite::Result<Self> {
-        // Physical compaction may have been cut short by a crash: resume from the oldest row.
-        let oldest: Option<Revision> = conn.query_row("SELECT min(rev) FROM log", [], |r| r.get(0))?;
+        // Physical compaction may have been cut short by a crash: resume where it stopped.
+        let swept_to: Revision =
+            conn.query_row("SELECT value FROM meta WHERE name = 'swept'", [], |r| {
+                r.get(0)
+            })?;
         let now = Instant::now();
         Ok(Self {
             conn,
@@ -94,7 +97,7 @@ impl Writer {
             options,
             rev,
             compacted,
-            swept_to: oldest.map_or(compacted, |o| o - 1),
+            swept_to,
             samples: VecDeque::from([(now, rev)]),
             next_ttl_sweep: now,
             next_checkpoint: now + CHECKPOINT_EVERY,
@@ -103,7 +106,9 @@ impl Writer {
 
     pub fn run(mut self, requests: Receiver<Request>) {
         loop {
-            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
             match requests.recv_timeout(wait) {
                 Ok(first) => {
                     let mut batch = vec![first];
@@ -144,7 +149,13 @@ impl Writer {
         let result = (|| -> rusqlite::Result<()> {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             for request in &batch {
-                outcomes.push(apply(&tx, &request.op, &mut rev, &mut compacted, &mut events)?);
+                outcomes.push(apply(
+                    &tx,
+                    &request.op,
+                    &mut rev,
+                    &mut compacted,
+                    &mut events,
+                )?);
             }
             if rev != self.rev {
                 tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'rev'")?
@@ -188,7 +199,11 @@ impl Writer {
             self.next_ttl_sweep = now + self.options.ttl_sweep_interval;
             self.expire_keys()?;
         }
-        if self.samples.back().is_none_or(|s| now >= s.0 + SAMPLE_EVERY) {
+        if self
+            .samples
+            .back()
+            .is_none_or(|s| now >= s.0 + SAMPLE_EVERY)
+        {
             self.samples.push_back((now, self.rev));
         }
         if self.options.compaction.automatic {
@@ -265,7 +280,7 @@ impl Writer {
         }
     }
 
-    /// Removes one chunk of superseded rows. Losing it in a crash costs nothing (it is redone),
+    /// Removes the rows superseded by the writes of one chunk of revisions. Losing it in a crash costs nothing (it is redone),
     /// so it commits without waiting for the disk.
     fn compact_chunk(&mut self) -> rusqlite::Result<()> {
         let from = self.swept_to;
@@ -273,12 +288,17 @@ impl Writer {
         self.conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         let result = (|| {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            // A row is superseded exactly when a later row names it as its predecessor;
+            // tombstones themselves go too.
             tx.prepare_cached(
-                "DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND (deleted = 1 OR EXISTS (
-                     SELECT 1 FROM log AS newer
-                     WHERE newer.key = log.key AND newer.rev > log.rev AND newer.rev <= ?3))",
+                "DELETE FROM log WHERE rev IN (
+                     SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND prev_rev > 0)",
             )?
-            .execute(params![from, to, self.compacted])?;
+            .execute(params![from, to])?;
+            tx.prepare_cached("DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND deleted = 1")?
+                .execute(params![from, to])?;
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'swept'")?
+                .execute([to])?;
             tx.commit()
         })();
         self.conn.execute_batch("PRAGMA synchronous = FULL;")?;
@@ -290,8 +310,12 @@ impl Writer {
     /// After a compaction pass: give free pages back when they are most of the file, and
     /// truncate the WAL.
     fn reclaim_space(&mut self) -> rusqlite::Result<()> {
-        let pages: i64 = self.conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-        let free: i64 = self.conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+        let pages: i64 = self
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
         if free * 2 > pages {
             self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
         }
