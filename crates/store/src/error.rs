@@ -37,18 +37,17 @@ pub enum StoreError {
     #[error("database {path} is corrupt or not an r8s database: {message}")]
     Corrupt { path: PathBuf, message: String },
 
-    #[error("{context}: {source}")]
+    // The cause is part of the message (not a `source`), so it is printed once either way.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("database {path}: {source}")]
+    #[error("database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 
     #[error("etcd at {endpoints}: {message}")]

@@ -86,10 +86,10 @@ impl EtcdStore {
         let reuse = Duration::from_secs_f64(secs as f64 * LEASE_REUSE_SHARE).min(LEASE_REUSE_MAX);
         if !reuse.is_zero() {
             let leases = self.leases.lock().expect("lease cache poisoned");
-            if let Some(&(id, granted)) = leases.get(&secs) {
-                if granted.elapsed() < reuse {
-                    return Ok(Some(PutOptions::new().with_lease(id)));
-                }
+            if let Some(&(id, granted)) = leases.get(&secs)
+                && granted.elapsed() < reuse
+            {
+                return Ok(Some(PutOptions::new().with_lease(id)));
             }
         }
         let grant_ttl = secs + reuse.as_secs() as i64;
@@ -153,10 +153,10 @@ impl Store for EtcdStore {
 
     async fn range(&self, prefix: &str, opts: RangeOptions) -> Result<RangeResult> {
         let (mut start, end) = prefix_range(prefix);
-        if let Some(from) = &opts.start {
-            if *from > start {
-                start.clone_from(from);
-            }
+        if let Some(from) = &opts.start
+            && *from > start
+        {
+            start.clone_from(from);
         }
         let mut options = GetOptions::new()
             .with_range(end)

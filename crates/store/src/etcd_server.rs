@@ -22,7 +22,7 @@ impl EtcdServer {
         let binary = std::env::var_os("R8S_ETCD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("etcd"));
-        let io = |context: String| move |source| StoreError::Io { context, source };
+        let io = |context: String| move |cause| StoreError::Io { context, cause };
         let client_port = free_port().map_err(io("cannot find a free loopback port".into()))?;
         let peer_port = free_port().map_err(io("cannot find a free loopback port".into()))?;
         let endpoint = format!("http://127.0.0.1:{client_port}");
@@ -83,10 +83,10 @@ impl EtcdServer {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(failed(format!("etcd exited at start ({status})")));
             }
-            if let Ok(mut client) = etcd_client::Client::connect([&self.endpoint], None).await {
-                if client.status().await.is_ok() {
-                    return Ok(());
-                }
+            if let Ok(mut client) = etcd_client::Client::connect([&self.endpoint], None).await
+                && client.status().await.is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(failed("etcd did not answer within 30s".into()));

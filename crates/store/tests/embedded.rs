@@ -65,10 +65,10 @@ async fn acknowledged_writes_survive_kill_9() {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines() {
         let line = line.unwrap();
-        if let Some((key, rev)) = line.split_once(' ') {
-            if key.starts_with("/d/") {
-                acked.insert(key.to_owned(), rev.parse::<i64>().unwrap());
-            }
+        if let Some((key, rev)) = line.split_once(' ')
+            && key.starts_with("/d/")
+        {
+            acked.insert(key.to_owned(), rev.parse::<i64>().unwrap());
         }
         if acked.len() >= 2000 {
             break;

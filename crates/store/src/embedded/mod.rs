@@ -155,9 +155,9 @@ impl EmbeddedStore {
         let handle = std::thread::Builder::new()
             .name("r8s-store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|source| StoreError::Io {
+            .map_err(|cause| StoreError::Io {
                 context: "cannot start the store's writer thread".into(),
-                source,
+                cause,
             })?;
         tracing::debug!(path = %path.display(), current, compacted, "embedded store open");
         Ok(Self {
@@ -304,16 +304,16 @@ fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
         },
         _ => StoreError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         },
     }
 }
 
 /// Creates the directory, proves it writable and takes the store's lock.
 fn prepare_dir(dir: &Path) -> Result<File> {
-    let io = |what: &str, source| StoreError::Io {
+    let io = |what: &str, cause| StoreError::Io {
         context: format!("data dir {}: {what}", dir.display()),
-        source,
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(|e| io("cannot create it", e))?;
     // A probe write tells "not writable" apart from a database problem up front.
@@ -419,9 +419,9 @@ fn open_writer(path: &Path) -> Result<Connection> {
         if let Some(dir) = path.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())
-                .map_err(|source| StoreError::Io {
+                .map_err(|cause| StoreError::Io {
                     context: format!("cannot sync directory {}", dir.display()),
-                    source,
+                    cause,
                 })?;
         }
     }

@@ -36,10 +36,10 @@ pub(super) fn range(
 ) -> Result<RangeResult> {
     let err = |e| shared.sqlite_err(e);
     let (mut start, end) = prefix_range(prefix);
-    if let Some(from) = &opts.start {
-        if *from > start {
-            start.clone_from(from);
-        }
+    if let Some(from) = &opts.start
+        && *from > start
+    {
+        start.clone_from(from);
     }
     // One read transaction: the revision and the rows come from the same snapshot.
     let tx = conn.unchecked_transaction().map_err(err)?;

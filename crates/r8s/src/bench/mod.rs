@@ -1,0 +1,26 @@
+//! `r8s bench …`: benchmarks that print figures, with the reference measured in the same run.
+
+mod store;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Durable writes and watch latency: the embedded store against a real etcd.
+    Store(store::StoreBenchArgs),
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Store(args) => store::run(args).await,
+    }
+}
+
+/// Latency percentile `p` (0–100) of sorted samples, in milliseconds.
+fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
