@@ -1,34 +1,106 @@
-//! `r8s server`: the control plane. Today it brings up the store; the API server, scheduler
-//! and controllers come with their issues.
+//! `r8s server`: the control plane, like `kubeadm init` plus the processes it starts. It opens
+//! the store, makes (or reuses) the cluster's PKI and admin kubeconfig, and serves the API.
 
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
+use r8s_apiserver::{ApiServer, Config, first_service_ip, parse_cidr};
+use r8s_cluster::{ServingNames, ensure_server_pki, write_kubeconfig};
 
 #[derive(Args)]
 pub struct ServerArgs {
     /// Where the server keeps its state.
     #[arg(long, default_value = "/var/lib/r8s")]
     data_dir: PathBuf,
+    /// The port the API server listens on.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// The address other machines reach this server at (added to its certificate).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// etcd cluster to use instead of the embedded store: etcd://HOST:PORT[,HOST:PORT…]
     #[arg(long)]
     datastore_endpoint: Option<String>,
+    /// Service ClusterIPs come from this range; its first address is the `kubernetes` Service.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Run only the control plane, no node agent on this machine.
+    #[arg(long)]
+    disable_agent: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let service_cidr = parse_cidr(&args.service_cidr).context("--service-cidr")?;
     let store_dir = args.data_dir.join("server").join("db");
     let store = r8s_store::open(args.datastore_endpoint.as_deref(), &store_dir)
         .await
         .context("cannot open the store")?;
-    let revision = store.current_revision().await?;
-    let location = match &args.datastore_endpoint {
-        Some(endpoint) => endpoint.clone(),
-        None => store_dir
-            .join(r8s_store::embedded::DB_FILE)
-            .display()
-            .to_string(),
+
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    ips.extend(args.advertise_address);
+    if !args.bind_address.is_unspecified() {
+        ips.push(args.bind_address);
+    }
+    let names = ServingNames::for_apiserver(&ips, IpAddr::V4(first_service_ip(service_cidr)));
+    let pki = ensure_server_pki(&args.data_dir.join("server").join("tls"), &names)
+        .context("cannot prepare the cluster's certificates")?;
+
+    let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let server = ApiServer::start(
+        Config {
+            listen,
+            ca_pem: pki.ca.cert.clone(),
+            cert_pem: pki.serving.cert.clone(),
+            key_pem: pki.serving.key.clone(),
+            service_cidr,
+            advertise_port: args.https_listen_port,
+        },
+        store,
+    )
+    .await?;
+
+    let local = if args.bind_address.is_unspecified() || args.bind_address.is_loopback() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.bind_address
     };
-    println!("store ready: {location} at revision {revision}");
-    bail!("the API server is not built yet, so there is nothing to serve; the store above is ready")
+    let url = format!("https://{}", SocketAddr::new(local, server.address.port()));
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    write_kubeconfig(
+        &kubeconfig,
+        &url,
+        &pki.ca.cert,
+        "kubernetes-admin",
+        &pki.admin,
+    )
+    .context("cannot write the admin kubeconfig")?;
+    // A closed stdout (a supervisor that stopped reading) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "r8s API server listening on {}", server.address);
+    let _ = writeln!(out, "admin kubeconfig: {}", kubeconfig.display());
+    let _ = writeln!(
+        out,
+        "  kubectl --kubeconfig {} get namespaces",
+        kubeconfig.display()
+    );
+    let _ = out.flush();
+    drop(out);
+    if !args.disable_agent {
+        eprintln!(
+            "r8s: the node agent is not built yet: this server runs the control plane only and no pods"
+        );
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    tokio::select! {
+        result = server.wait() => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+    }
 }

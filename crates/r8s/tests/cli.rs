@@ -1,10 +1,12 @@
 //! The `r8s` command line, run as a user runs it.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use r8s_store::etcd_server::EtcdServer;
 
-const R8S: &str = env!("CARGO_BIN_EXE_r8s");
+use common::R8S;
 
 fn r8s(args: &[&str]) -> Output {
     Command::new(R8S).args(args).output().expect("run r8s")
@@ -12,28 +14,6 @@ fn r8s(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[test]
-fn server_opens_the_store_and_says_the_api_server_is_not_built() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-    let out = r8s(&["server", "--data-dir", data_dir]);
-    assert!(
-        !out.status.success(),
-        "nothing is served, so it must not claim success"
-    );
-    assert!(
-        text(&out.stdout).contains("store ready"),
-        "{}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stderr).contains("API server is not built yet"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(dir.path().join("server/db/state.db").is_file());
 }
 
 #[test]
@@ -94,23 +74,28 @@ fn server_rejects_a_malformed_datastore_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_uses_an_etcd_datastore_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdServer::start(dir.path()).await.unwrap();
+async fn server_keeps_its_objects_in_an_etcd_datastore() {
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start(etcd_dir.path()).await.unwrap();
     let endpoint = etcd.endpoint().replace("http://", "etcd://");
-    let out = Command::new(R8S)
-        .args(["server", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--datastore-endpoint", &endpoint])
-        .output()
-        .unwrap();
-    let stdout = text(&out.stdout);
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_with(data_dir, &["--datastore-endpoint", &endpoint]);
+    server.create_ok("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: in-etcd\n");
     assert!(
-        stdout.contains(&format!("store ready: {endpoint}")),
-        "{stdout}"
-    );
-    assert!(
-        !dir.path().join("server/db/state.db").exists(),
+        !server.data_dir.path().join("server/db/state.db").exists(),
         "no embedded store with etcd"
+    );
+    // The object is in etcd, under upstream's key layout.
+    let store = r8s_store::EtcdStore::connect(&[etcd.endpoint().to_owned()])
+        .await
+        .unwrap();
+    use r8s_store::Store;
+    assert!(
+        store
+            .get("/registry/configmaps/default/in-etcd")
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 

@@ -1,0 +1,103 @@
+//! The r8s API server: Kubernetes 1.37's REST API over HTTPS, backed by `r8s_store`.
+//!
+//! Here live routing, discovery, authentication of client certificates, the generic REST
+//! registry (CRUD, list, watch, patch), watch streaming and the objects a new cluster starts
+//! with. What is special about one kind lives in `r8s_api`, never as `if kind == …` here; PKI
+//! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
+
+mod bootstrap;
+mod discovery;
+mod objects;
+mod registry;
+mod router;
+mod selectors;
+mod server;
+mod status;
+mod table;
+mod tls;
+mod watch;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use r8s_store::Store;
+use tokio::net::TcpListener;
+
+pub use server::MAX_BODY_BYTES;
+
+/// What an API server needs to start.
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The cluster CA, serving certificate and key, PEM.
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The Service CIDR; its first address belongs to the `kubernetes` Service.
+    pub service_cidr: (Ipv4Addr, u8),
+    /// The port the `kubernetes` Service forwards to (the port the server is reached on).
+    pub advertise_port: u16,
+}
+
+/// A running API server.
+pub struct ApiServer {
+    pub address: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    /// Prepares the store for a new cluster, binds the port and starts serving.
+    pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let registry = registry::Registry { store };
+        bootstrap::ensure(&registry, &config)
+            .await
+            .context("cannot create the cluster's initial objects")?;
+        let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
+            .context("cannot set up TLS")?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(server::State {
+            registry,
+            address: address.to_string(),
+        });
+        let task = tokio::spawn(server::serve(listener, tls, state));
+        Ok(Self { address, task })
+    }
+
+    /// Serves until the listener fails.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await?.context("the API server stopped")
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Parses `10.96.0.0/12`.
+pub fn parse_cidr(text: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (ip, bits) = text
+        .split_once('/')
+        .with_context(|| format!("{text:?} is not a CIDR like 10.96.0.0/12"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("{text:?}: bad address"))?;
+    let bits: u8 = bits
+        .parse()
+        .with_context(|| format!("{text:?}: bad prefix length"))?;
+    anyhow::ensure!(
+        (8..=30).contains(&bits),
+        "{text:?}: prefix length must be 8 to 30"
+    );
+    let mask = u32::MAX << (32 - bits);
+    Ok((Ipv4Addr::from(u32::from(ip) & mask), bits))
+}
+
+/// The first usable address of a CIDR: the `kubernetes` Service's ClusterIP.
+pub fn first_service_ip((network, _): (Ipv4Addr, u8)) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(network) + 1)
+}

@@ -1,0 +1,178 @@
+//! Generic object plumbing: storage keys, metadata the server owns (uid, timestamps,
+//! resourceVersion, generation), names, and request query parameters.
+
+use r8s_api::Resource;
+use r8s_store::Revision;
+use serde_json::{Value, json};
+
+use crate::status::ApiError;
+
+/// The storage key of one object.
+pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{}/{ns}/{name}", resource.storage_prefix()),
+        None => format!("{}/{name}", resource.storage_prefix()),
+    }
+}
+
+/// The storage prefix of a collection: one namespace's objects, or all of them.
+pub fn collection(resource: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{}/{ns}", resource.storage_prefix()),
+        None => resource.storage_prefix(),
+    }
+}
+
+pub fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// Decodes a stored object and stamps its resourceVersion, which is never stored.
+pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
+    set_resource_version(&mut object, revision);
+    Ok(object)
+}
+
+pub fn set_resource_version(object: &mut Value, revision: Revision) {
+    object["metadata"]["resourceVersion"] = json!(revision.to_string());
+}
+
+/// The bytes stored for an object: everything but its resourceVersion.
+pub fn encode(object: &Value) -> Result<bytes::Bytes, ApiError> {
+    let mut object = object.clone();
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&object)
+        .map(bytes::Bytes::from)
+        .map_err(|e| ApiError::internal(format!("object does not encode: {e}")))
+}
+
+pub fn now_rfc3339() -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
+pub fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Five characters from upstream's alphabet (no vowels, no look-alikes).
+pub fn generated_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Upstream's name rules: most kinds take a DNS-1123 subdomain, namespaces a DNS-1123 label.
+pub fn name_problems(resource: &Resource, name: &str) -> Option<String> {
+    let label_only = resource.plural == "namespaces";
+    let max = if label_only { 63 } else { 253 };
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let valid = name.len() <= max
+        && if label_only {
+            valid_label(name)
+        } else {
+            name.split('.').all(valid_label)
+        };
+    if valid {
+        return None;
+    }
+    Some(if label_only {
+        format!(
+            "Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
+    } else {
+        format!(
+            "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    })
+}
+
+/// The query parameters the REST verbs understand.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: usize,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub watch: bool,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: bool,
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub field_validation: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut query = Self::default();
+        let Some(raw) = raw else { return Ok(query) };
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let value = value.into_owned();
+            let number = |v: &str| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid {key}: {v:?}")))
+            };
+            let flag = |v: &str| matches!(v, "true" | "1" | "");
+            match &*key {
+                "labelSelector" => query.label_selector = Some(value),
+                "fieldSelector" => query.field_selector = Some(value),
+                "limit" => query.limit = number(&value)?.max(0) as usize,
+                "continue" if !value.is_empty() => query.continue_token = Some(value),
+                "resourceVersion" if !value.is_empty() => query.resource_version = Some(value),
+                "resourceVersionMatch" if !value.is_empty() => {
+                    query.resource_version_match = Some(value)
+                }
+                "watch" => query.watch = flag(&value),
+                "timeoutSeconds" => query.timeout_seconds = Some(number(&value)?.max(0) as u64),
+                "allowWatchBookmarks" => query.allow_watch_bookmarks = flag(&value),
+                "dryRun" => {
+                    if value != "All" {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid dry run value: {value:?}: supported values: \"All\""
+                        )));
+                    }
+                    query.dry_run = true;
+                }
+                "fieldManager" => query.field_manager = Some(value),
+                "fieldValidation" => query.field_validation = Some(value),
+                "propagationPolicy" => query.propagation_policy = Some(value),
+                "gracePeriodSeconds" => query.grace_period_seconds = Some(number(&value)?),
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+
+    pub fn resource_version(&self) -> Result<Option<Revision>, ApiError> {
+        match self.resource_version.as_deref() {
+            None => Ok(None),
+            Some(rv) => rv
+                .parse::<Revision>()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}"))),
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The generic REST registry: get, list, create, update, patch, delete and deletecollection for
+//! any resource in the catalogue, over the store. What differs between kinds belongs in
+//! `r8s_api` (per-kind behaviour), never in `if kind == …` here.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http::StatusCode;
+use r8s_api::Resource;
+use r8s_store::{RangeOptions, Revision, Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::objects::{self, Query};
+use crate::router::ResourcePath;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Subject};
+
+/// How many times a read-modify-write retries after losing a race.
+const MAX_RETRIES: usize = 16;
+
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+}
+
+/// A decoded request body and how it was sent.
+pub struct Body {
+    pub object: Value,
+}
+
+impl Registry {
+    fn subject<'a>(path: &'a ResourcePath, name: &'a str) -> Subject<'a> {
+        Subject {
+            group: path.resource.group,
+            plural: path.resource.plural,
+            name,
+        }
+    }
+
+    /// Namespaced objects live in an existing, non-terminating namespace (NamespaceLifecycle).
+    async fn check_namespace(&self, namespace: &str, creating: bool) -> Result<(), ApiError> {
+        let ns = r8s_api::find("", "v1", "namespaces").expect("catalogue has namespaces");
+        let kv = self
+            .store
+            .get(&objects::key(ns, None, namespace))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let Some(kv) = kv else {
+            return Err(ApiError::not_found(Subject {
+                group: "",
+                plural: "namespaces",
+                name: namespace,
+            }));
+        };
+        if creating {
+            let object = objects::decode(&kv.value, kv.mod_revision)?;
+            if object["status"]["phase"] == "Terminating"
+                || !object["metadata"]["deletionTimestamp"].is_null()
+            {
+                return Err(ApiError::forbidden(format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &ResourcePath, name: &str) -> Result<Value, ApiError> {
+        let key = objects::key(path.resource, path.namespace.as_deref(), name);
+        match self.store.get(&key).await {
+            Ok(Some(kv)) => objects::decode(&kv.value, kv.mod_revision),
+            Ok(None) => Err(ApiError::not_found(Self::subject(path, name))),
+            Err(e) => Err(ApiError::from_store(e, Self::subject(path, name))),
+        }
+    }
+
+    pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Value, ApiError> {
+        let resource = path.resource;
+        let labels = LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?;
+        let fields = FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""), &[])?;
+        let prefix = objects::collection(resource, path.namespace.as_deref());
+        let (mut start, mut revision) = match &query.continue_token {
+            Some(token) => {
+                let (rv, start) = decode_continue(token, &prefix)?;
+                (Some(start), Some(rv))
+            }
+            None => (None, exact_revision(query)?),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        loop {
+            let want = if query.limit == 0 {
+                0
+            } else {
+                query.limit - items.len()
+            };
+            let page = self
+                .store
+                .range(
+                    &prefix,
+                    RangeOptions {
+                        limit: want,
+                        start: start.clone(),
+                        revision,
+                    },
+                )
+                .await
+                .map_err(|e| list_error(e, query.continue_token.is_some()))?;
+            revision = Some(page.revision);
+            let last = page.kvs.last().map(|kv| kv.key.clone());
+            for kv in page.kvs {
+                let object = objects::decode(&kv.value, kv.mod_revision)?;
+                if labels.matches(&object) && fields.matches(&object) {
+                    items.push(object);
+                }
+            }
+            match (page.more, last) {
+                (true, Some(last)) => {
+                    start = Some(format!("{last}\0"));
+                    if query.limit != 0 && items.len() >= query.limit {
+                        next = Some(encode_continue(page.revision, &last, &prefix));
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let mut metadata = json!({ "resourceVersion": revision.unwrap_or_default().to_string() });
+        if let Some(token) = next {
+            metadata["continue"] = json!(token);
+        }
+        Ok(json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    pub async fn create(
+        &self,
+        path: &ResourcePath,
+        body: Body,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let resource = path.resource;
+        let mut object = body.object;
+        check_type(resource, &mut object)?;
+        let meta = object["metadata"].take();
+        let mut meta = match meta {
+            Value::Object(map) => map,
+            Value::Null => Default::default(),
+            _ => return Err(ApiError::bad_request("metadata must be an object")),
+        };
+        if let Some(namespace) = &path.namespace {
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), json!(namespace));
+                }
+            }
+        } else if resource.namespaced {
+            return Err(ApiError::method_not_allowed(
+                "a namespaced object is created in a namespace: POST to …/namespaces/<namespace>/<resource>",
+            ));
+        } else {
+            meta.remove("namespace");
+        }
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty()
+            && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+            && !prefix.is_empty()
+        {
+            name = format!("{prefix}{}", objects::generated_suffix());
+        }
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                "",
+                vec![(
+                    "metadata.name".into(),
+                    "Required value: name or generateName is required".into(),
+                )],
+            ));
+        }
+        if let Some(problem) = objects::name_problems(resource, &name) {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                &name,
+                vec![("metadata.name".into(), problem)],
+            ));
+        }
+        if let Some(namespace) = &path.namespace {
+            self.check_namespace(namespace, true).await?;
+        }
+        meta.insert("name".into(), json!(name));
+        meta.insert("uid".into(), json!(objects::new_uid()));
+        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
+        meta.insert("generation".into(), json!(1));
+        for server_owned in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(server_owned);
+        }
+        object["metadata"] = Value::Object(meta);
+        let key = objects::key(resource, path.namespace.as_deref(), &name);
+        if query.dry_run {
+            if self.store.get(&key).await.ok().flatten().is_some() {
+                return Err(ApiError::already_exists(Self::subject(path, &name)));
+            }
+            return Ok(object);
+        }
+        let revision = self
+            .store
+            .create(&key, objects::encode(&object)?, None)
+            .await
+            .map_err(|e| ApiError::from_store(e, Self::subject(path, &name)))?;
+        objects::set_resource_version(&mut object, revision);
+        Ok(object)
+    }
+
+    /// PUT: replaces the object (or, for the status subresource, its status only).
+    pub async fn update(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        body: Body,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let resource = path.resource;
+        let mut object = body.object;
+        check_type(resource, &mut object)?;
+        let body_name = objects::name_of(&object);
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let expected: Option<Revision> =
+            match object["metadata"]["resourceVersion"].as_str() {
+                Some(rv) if !rv.is_empty() => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?),
+                _ => None,
+            };
+        let subresource = path.subresource.clone();
+        self.modify(path, name, query, expected, move |current| {
+            Ok(merge_update(
+                resource,
+                subresource.as_deref(),
+                current,
+                object.clone(),
+            ))
+        })
+        .await
+    }
+
+    /// PATCH with a JSON patch or a JSON merge patch.
+    pub async fn patch(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        content_type: &str,
+        patch: Bytes,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let resource = path.resource;
+        let kind = PatchKind::from_content_type(content_type)?;
+        let patch: Value = serde_json::from_slice(&patch)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let json_patch = match kind {
+            PatchKind::Json => Some(
+                serde_json::from_value::<json_patch::Patch>(patch.clone())
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?,
+            ),
+            PatchKind::Merge => None,
+        };
+        let subresource = path.subresource.clone();
+        self.modify(path, name, query, None, move |current| {
+            let mut patched = current.clone();
+            match &json_patch {
+                Some(ops) => json_patch::patch(&mut patched, ops).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })?,
+                None => json_patch::merge(&mut patched, &patch),
+            }
+            // A patch that names a resourceVersion is a precondition on it.
+            let wanted = patched["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+            if let Some(wanted) = wanted
+                && Some(wanted.as_str()) != current["metadata"]["resourceVersion"].as_str() {
+                    return Err(ApiError::conflict(
+                        Subject { group: resource.group, plural: resource.plural, name: objects::name_of(current) },
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+            Ok(merge_update(resource, subresource.as_deref(), current, patched))
+        })
+        .await
+    }
+
+    /// Read, change, compare-and-swap; retried when another writer got in between, unless the
+    /// client pinned a resourceVersion.
+    async fn modify<F>(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        query: &Query,
+        expected: Option<Revision>,
+        change: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: Fn(&Value) -> Result<Value, ApiError>,
+    {
+        let key = objects::key(path.resource, path.namespace.as_deref(), name);
+        let subject = Self::subject(path, name);
+        for _ in 0..MAX_RETRIES {
+            let current = self.get(path, name).await?;
+            let current_rev: Revision = current["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or_default();
+            if expected.is_some_and(|e| e != current_rev) {
+                return Err(ApiError::from_store(
+                    StoreError::Conflict {
+                        key: key.clone(),
+                        expected: expected.unwrap_or_default(),
+                        current: Box::new(r8s_store::KeyValue {
+                            key: key.clone(),
+                            value: Bytes::new(),
+                            create_revision: 0,
+                            mod_revision: current_rev,
+                        }),
+                    },
+                    subject,
+                ));
+            }
+            let mut updated = change(&current)?;
+            if updated == current {
+                return Ok(current);
+            }
+            if query.dry_run {
+                return Ok(updated);
+            }
+            match self
+                .store
+                .update(&key, objects::encode(&updated)?, current_rev, None)
+                .await
+            {
+                Ok(revision) => {
+                    objects::set_resource_version(&mut updated, revision);
+                    return Ok(updated);
+                }
+                Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(e, subject)),
+            }
+        }
+        Err(ApiError::conflict(
+            subject,
+            "too many concurrent writers; try again",
+        ))
+    }
+
+    /// DELETE: objects with finalizers are marked for deletion and stay until the finalizers
+    /// are removed; others go at once. Answers the object as it was (or is, while finalizing).
+    pub async fn delete(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        query: &Query,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let key = objects::key(path.resource, path.namespace.as_deref(), name);
+        let subject = Self::subject(path, name);
+        for _ in 0..MAX_RETRIES {
+            let current = self.get(path, name).await?;
+            let rev: Revision = current["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or_default();
+            let finalizers = current["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if finalizers {
+                if !current["metadata"]["deletionTimestamp"].is_null() {
+                    return Ok((StatusCode::ACCEPTED, current));
+                }
+                let mut marked = current.clone();
+                marked["metadata"]["deletionTimestamp"] = json!(objects::now_rfc3339());
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                if query.dry_run {
+                    return Ok((StatusCode::ACCEPTED, marked));
+                }
+                match self
+                    .store
+                    .update(&key, objects::encode(&marked)?, rev, None)
+                    .await
+                {
+                    Ok(revision) => {
+                        objects::set_resource_version(&mut marked, revision);
+                        return Ok((StatusCode::ACCEPTED, marked));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, subject)),
+                }
+            }
+            if query.dry_run {
+                return Ok((StatusCode::OK, current));
+            }
+            match self.store.delete(&key, Some(rev)).await {
+                Ok(_) => return Ok((StatusCode::OK, current)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, subject)),
+            }
+        }
+        Err(ApiError::conflict(
+            subject,
+            "too many concurrent writers; try again",
+        ))
+    }
+
+    /// DELETE on a collection: deletes every object the selectors match, as single deletes.
+    pub async fn delete_collection(
+        &self,
+        path: &ResourcePath,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let list_query = Query {
+            limit: 0,
+            continue_token: None,
+            ..query.clone()
+        };
+        let mut list = self.list(path, &list_query).await?;
+        let mut deleted = Vec::new();
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            let item_path = ResourcePath {
+                namespace: item["metadata"]["namespace"].as_str().map(str::to_owned),
+                ..path.clone()
+            };
+            match self
+                .delete(&item_path, objects::name_of(&item), query)
+                .await
+            {
+                Ok((_, object)) => deleted.push(object),
+                Err(e) if e.code == StatusCode::NOT_FOUND => {}
+                Err(e) => return Err(e),
+            }
+        }
+        list["items"] = json!(deleted);
+        Ok(list)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PatchKind {
+    Json,
+    Merge,
+}
+
+impl PatchKind {
+    fn from_content_type(content_type: &str) -> Result<Self, ApiError> {
+        match content_type.split(';').next().unwrap_or_default().trim() {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "strategic merge patch is not built yet in r8s; use a JSON merge patch (--type=merge) or a JSON patch (--type=json)",
+            )),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "server-side apply is not built yet in r8s",
+            )),
+            other => Err(ApiError::unsupported_media_type(other)),
+        }
+    }
+}
+
+/// Applies a client's new version of an object over the stored one, keeping what the server
+/// owns: identity and timestamps always; `status` on the main resource and everything but
+/// `status` on the status subresource, for kinds that split them.
+fn merge_update(
+    resource: &Resource,
+    subresource: Option<&str>,
+    current: &Value,
+    mut new: Value,
+) -> Value {
+    for owned in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+    ] {
+        match current["metadata"].get(owned) {
+            Some(value) => new["metadata"][owned] = value.clone(),
+            None => {
+                if let Some(meta) = new["metadata"].as_object_mut() {
+                    meta.remove(owned);
+                }
+            }
+        }
+    }
+    new["apiVersion"] = current["apiVersion"].clone();
+    new["kind"] = current["kind"].clone();
+    let splits_status = resource.has_subresource("status").is_some();
+    if splits_status {
+        if subresource == Some("status") {
+            let status = new["status"].take();
+            new = current.clone();
+            new["status"] = status;
+            if new["status"].is_null()
+                && let Some(map) = new.as_object_mut()
+            {
+                map.remove("status");
+            }
+        } else {
+            match current.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    if let Some(map) = new.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+    }
+    // The generation counts changes to the desired state: everything but metadata and status.
+    let desired = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(map) = o.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        o
+    };
+    if desired(&new) != desired(current) {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        new["metadata"]["generation"] = json!(generation);
+    }
+    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    new
+}
+
+/// Fills in apiVersion and kind, and refuses a body of another type.
+fn check_type(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    if !object.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let api_version = resource.api_version();
+    match object["apiVersion"].as_str() {
+        None | Some("") => object["apiVersion"] = json!(api_version),
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+    }
+    match object["kind"].as_str() {
+        None | Some("") => object["kind"] = json!(resource.kind),
+        Some(k) if k == resource.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A list pinned to a revision: `resourceVersion=N&resourceVersionMatch=Exact`.
+fn exact_revision(query: &Query) -> Result<Option<Revision>, ApiError> {
+    match query.resource_version_match.as_deref() {
+        None | Some("NotOlderThan") => Ok(None),
+        Some("Exact") => match query.resource_version()? {
+            Some(0) | None => Err(ApiError::bad_request(
+                "resourceVersionMatch=Exact needs a resourceVersion other than 0",
+            )),
+            rev => Ok(rev),
+        },
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported resourceVersionMatch {other:?}: Exact or NotOlderThan"
+        ))),
+    }
+}
+
+fn list_error(e: StoreError, continuing: bool) -> ApiError {
+    match e {
+        StoreError::Compacted { .. } if continuing => ApiError::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        ),
+        StoreError::Compacted { requested, .. } => {
+            ApiError::gone(format!("too old resource version: {requested}"))
+        }
+        other => ApiError::from_store(
+            other,
+            Subject {
+                group: "",
+                plural: "",
+                name: "",
+            },
+        ),
+    }
+}
+
+fn encode_continue(revision: Revision, last_key: &str, prefix: &str) -> String {
+    let start = last_key.strip_prefix(prefix).unwrap_or(last_key);
+    B64.encode(
+        json!({ "v": "meta.k8s.io/v1", "rv": revision, "start": format!("{start}\u{0}") })
+            .to_string(),
+    )
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+    let raw = B64.decode(token).map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = value["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(bad)?;
+    let start = value["start"].as_str().ok_or_else(bad)?;
+    // A token names a position inside this collection, never a way out of it.
+    if start.contains("..") || !start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, format!("{prefix}{start}")))
+}

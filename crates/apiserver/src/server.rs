@@ -1,0 +1,388 @@
+//! Serving: the TLS accept loop, HTTP/1.1 and HTTP/2 per connection, and the request pipeline
+//! (route → authenticate → authorize → the REST verb), answering every failure as a `Status`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::discovery;
+use crate::objects::Query;
+use crate::registry::{Body, Registry};
+use crate::router::{ResourcePath, Route, route};
+use crate::status::ApiError;
+use crate::table;
+use crate::tls::Identity;
+use crate::watch;
+
+/// Upstream's limit on request bodies.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// How much of an oversized body is read and dropped before the connection is cut.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type ResponseBody = BoxBody<Bytes, Infallible>;
+
+pub struct State {
+    pub registry: Registry,
+    /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
+    pub address: String,
+}
+
+/// Accepts TLS connections until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(crate::tls::identity);
+            let service = hyper::service::service_fn(move |request| {
+                let state = state.clone();
+                let identity = identity.clone();
+                async move { Ok::<_, Infallible>(handle(&state, identity.as_ref(), request).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(code: StatusCode, value: &Value, content_type: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    response
+}
+
+fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    let mut response = json_response(error.code, &error.to_status(), "application/json");
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+pub async fn handle(
+    state: &State,
+    identity: Option<&Identity>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let result = dispatch(state, identity, request).await;
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn dispatch(
+    state: &State,
+    identity: Option<&Identity>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let route = route(request.uri().path());
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    // Health and version are public, as upstream's system:public-info-viewer role makes them.
+    match &route {
+        Route::Health => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &Value::String("ok".into()),
+                "text/plain",
+            ))
+            .map(|mut r| {
+                *r.body_mut() = full("ok");
+                r
+            });
+        }
+        Route::Version => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery::version(),
+                "application/json",
+            ));
+        }
+        _ => {}
+    }
+    let Some(identity) = identity else {
+        return Err(ApiError::unauthorized());
+    };
+    if request.method() == Method::GET {
+        let discovery = match &route {
+            Route::CoreVersions if discovery::wants_aggregated(&accept) => {
+                Some((discovery::aggregated_core(), discovery::AGGREGATED_V2))
+            }
+            Route::Groups if discovery::wants_aggregated(&accept) => {
+                Some((discovery::aggregated_groups(), discovery::AGGREGATED_V2))
+            }
+            Route::CoreVersions => {
+                Some((discovery::core_versions(&state.address), "application/json"))
+            }
+            Route::Groups => Some((discovery::groups(), "application/json")),
+            Route::Group(name) => Some((
+                discovery::group(name).ok_or_else(ApiError::not_found_path)?,
+                "application/json",
+            )),
+            Route::GroupVersion { group, version } => {
+                Some((discovery::resource_list(group, version), "application/json"))
+            }
+            _ => None,
+        };
+        if let Some((doc, content_type)) = discovery {
+            return Ok(json_response(StatusCode::OK, &doc, content_type));
+        }
+    }
+    let Route::Resource(path) = route else {
+        return Err(ApiError::not_found_path());
+    };
+    // Until RBAC lands (its own issue), only cluster administrators may touch resources.
+    if !identity.is_master() {
+        return Err(ApiError::forbidden(format!(
+            "User {:?} cannot access {} in API group {:?}: r8s authorizes only system:masters until RBAC is built",
+            identity.user, path.resource.plural, path.resource.group
+        )));
+    }
+    resource_request(state, &path, request).await
+}
+
+async fn resource_request(
+    state: &State,
+    path: &ResourcePath,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let registry = &state.registry;
+    let raw_query = request.uri().query().map(str::to_owned);
+    let query = Query::parse(raw_query.as_deref())?;
+    let send_initial_events = raw_query.as_deref().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "sendInitialEvents")
+            .map(|(_, v)| v == "true")
+    });
+    let method = request.method().clone();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let subresource = path.subresource.as_deref();
+    if let Some(sub) = subresource {
+        if path.resource.has_subresource(sub).is_none() {
+            return Err(ApiError::not_found_path());
+        }
+        if sub != "status" {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                format!(
+                    "the {sub} subresource of {} is not built yet in r8s",
+                    path.resource.plural
+                ),
+            ));
+        }
+    }
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let as_table = table::wanted(&accept);
+    let include = table::Include::parse(raw_query.as_deref());
+    // Reads answer a Table when the client asks for one; writes answer the object.
+    let ok = |code, value: Value| Ok(json_response(code, &value, "application/json"));
+    let read = |value: Value| {
+        if as_table {
+            Ok(json_response(
+                StatusCode::OK,
+                &table::render(&value, include),
+                "application/json;as=Table;g=meta.k8s.io;v=v1",
+            ))
+        } else {
+            Ok(json_response(StatusCode::OK, &value, "application/json"))
+        }
+    };
+    let verb_allowed = |verb: &str| path.resource.verbs.contains(&verb);
+    let refuse = |verb: &str| {
+        ApiError::method_not_allowed(format!(
+            "{verb} is not supported on resources of kind {:?}",
+            path.resource.kind
+        ))
+    };
+    match (&method, path.name.as_deref()) {
+        (&Method::GET, Some(name)) => {
+            if !verb_allowed("get") {
+                return Err(refuse("get"));
+            }
+            read(registry.get(path, name).await?)
+        }
+        (&Method::GET, None) if query.watch => {
+            if !verb_allowed("watch") {
+                return Err(refuse("watch"));
+            }
+            let lines = watch::start(registry, path, &query, send_initial_events).await?;
+            let stream = futures::stream::unfold(lines, |mut lines| async move {
+                lines
+                    .recv()
+                    .await
+                    .map(|line| (Ok::<_, Infallible>(Frame::data(line)), lines))
+            });
+            let mut response = Response::new(StreamBody::new(stream).boxed());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(response)
+        }
+        (&Method::GET, None) => {
+            if !verb_allowed("list") {
+                return Err(refuse("list"));
+            }
+            read(registry.list(path, &query).await?)
+        }
+        (&Method::POST, None) => {
+            if !verb_allowed("create") {
+                return Err(refuse("create"));
+            }
+            let object = read_object(request, &content_type).await?;
+            let created = registry.create(path, Body { object }, &query).await?;
+            ok(StatusCode::CREATED, created)
+        }
+        (&Method::PUT, Some(name)) => {
+            if !verb_allowed("update") {
+                return Err(refuse("update"));
+            }
+            let object = read_object(request, &content_type).await?;
+            ok(
+                StatusCode::OK,
+                registry.update(path, name, Body { object }, &query).await?,
+            )
+        }
+        (&Method::PATCH, Some(name)) => {
+            if !verb_allowed("patch") {
+                return Err(refuse("patch"));
+            }
+            let patch = read_body(request).await?;
+            ok(
+                StatusCode::OK,
+                registry
+                    .patch(path, name, &content_type, patch, &query)
+                    .await?,
+            )
+        }
+        (&Method::DELETE, Some(name)) => {
+            if !verb_allowed("delete") {
+                return Err(refuse("delete"));
+            }
+            let (code, object) = registry.delete(path, name, &query).await?;
+            ok(code, object)
+        }
+        (&Method::DELETE, None) => {
+            if !verb_allowed("deletecollection") {
+                return Err(refuse("deletecollection"));
+            }
+            ok(
+                StatusCode::OK,
+                registry.delete_collection(path, &query).await?,
+            )
+        }
+        (method, _) => Err(ApiError::method_not_allowed(format!(
+            "{method} is not allowed on this path"
+        ))),
+    }
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let mut body = request.into_body();
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    // Past the limit the rest is read and dropped (up to a bound), so the client receives the
+    // 413 instead of a reset stream.
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {MAX_BODY_BYTES}"),
+        ));
+    }
+    Ok(collected.freeze())
+}
+
+/// A JSON or YAML object from the request body.
+async fn read_object(request: Request<Incoming>, content_type: &str) -> Result<Value, ApiError> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let body = read_body(request).await?;
+    let decoded: Result<Value, String> = match media.as_str() {
+        "application/json" | "" | "*/*" => serde_json::from_slice(&body).map_err(|e| e.to_string()),
+        "application/yaml" => serde_yaml_ng::from_slice(&body).map_err(|e| e.to_string()),
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    decoded.map_err(|e| {
+        ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+    })
+}

@@ -1,0 +1,389 @@
+//! `r8s server` driven by the real kubectl v1.37, as a user drives it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{TestServer, tools_bin};
+use serde_json::Value;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn kubectl_version_reports_a_1_37_server() {
+    let server = TestServer::start();
+    let out = json(&server.kubectl_ok(&["version", "-o", "json"]));
+    assert_eq!(out["serverVersion"]["major"], "1");
+    assert_eq!(out["serverVersion"]["minor"], "37");
+}
+
+#[test]
+fn new_cluster_has_the_four_initial_namespaces() {
+    let server = TestServer::start();
+    let out = json(&server.kubectl_ok(&["get", "namespaces", "-o", "json"]));
+    let mut names: Vec<&str> = out["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ns| ns["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+}
+
+#[test]
+fn default_kubernetes_service_has_the_first_service_ip() {
+    let server = TestServer::start();
+    let svc = json(&server.kubectl_ok(&["get", "service", "kubernetes", "-o", "json"]));
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+}
+
+#[test]
+fn api_resources_lists_built_in_kinds_with_short_names() {
+    let server = TestServer::start();
+    let out = server.kubectl_ok(&["api-resources"]);
+    let deployments = out
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .unwrap_or_else(|| panic!("no deployments in:\n{out}"));
+    for field in ["deploy", "apps/v1", "true", "Deployment"] {
+        assert!(
+            deployments.split_whitespace().any(|f| f == field),
+            "{deployments}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("namespaces ") && l.contains(" ns ")),
+        "{out}"
+    );
+}
+
+fn configmap(name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata: {data}\n")
+}
+
+#[test]
+fn configmap_create_get_delete_round_trip() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("settings", "{color: blue}"));
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "settings", "-o", "json"]));
+    assert_eq!(cm["data"]["color"], "blue");
+    assert_eq!(cm["metadata"]["namespace"], "default");
+    assert!(
+        cm["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+    assert!(cm["metadata"]["resourceVersion"].as_str().is_some());
+    server.kubectl_ok(&["delete", "configmap", "settings"]);
+    let out = server.kubectl(&["get", "configmap", "settings"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"configmaps "settings" not found"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn creating_an_existing_object_is_already_exists() {
+    let server = TestServer::start();
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
+    server.create_ok(namespace);
+    let out = server.create(namespace);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AlreadyExists"), "{stderr}");
+    assert!(
+        stderr.contains(r#"namespaces "team-a" already exists"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn objects_in_a_missing_namespace_are_refused() {
+    let server = TestServer::start();
+    let out = server.kubectl_input(
+        &["create", "--validate=false", "-n", "nowhere", "-f", "-"],
+        &configmap("x", "{}"),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"namespaces "nowhere" not found"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn create_from_yaml_and_list_by_label() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  labels:\n    app: web\ndata:\n  a: '1'\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: db\n  labels:\n    app: db\ndata:\n  a: '2'\n",
+    )
+    .unwrap();
+    server.kubectl_ok(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+    let names = server.kubectl_ok(&["get", "configmaps", "-l", "app=web", "-o", "name"]);
+    assert_eq!(names.trim(), "configmap/web");
+    let names = server.kubectl_ok(&["get", "configmaps", "-l", "app in (web,db)", "-o", "name"]);
+    assert_eq!(names.lines().count(), 2, "{names}");
+}
+
+#[test]
+fn merge_and_json_patches_change_objects() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("p", "{a: '1'}"));
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "p",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ]);
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "p",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/a"}]"#,
+    ]);
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "p", "-o", "json"]));
+    assert_eq!(cm["data"], serde_json::json!({ "b": "2" }));
+}
+
+#[test]
+fn label_and_annotate_update_metadata() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("l", "{}"));
+    server.kubectl_ok(&["label", "configmap", "l", "tier=backend"]);
+    server.kubectl_ok(&["annotate", "configmap", "l", "note=hello"]);
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "l", "-o", "json"]));
+    assert_eq!(cm["metadata"]["labels"]["tier"], "backend");
+    assert_eq!(cm["metadata"]["annotations"]["note"], "hello");
+}
+
+#[test]
+fn get_watch_streams_new_objects() {
+    let server = TestServer::start();
+    let mut watcher = Command::new(tools_bin().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args([
+            "get",
+            "configmaps",
+            "--watch",
+            "-o",
+            "name",
+            "--request-timeout=30s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(watcher.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The watch has started once the existing object is listed.
+    server.create_ok(&configmap("first", "{}"));
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut created_second = false;
+    while std::time::Instant::now() < deadline
+        && !seen.iter().any(|l: &String| l.ends_with("/second"))
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+        if !created_second && seen.iter().any(|l| l.ends_with("/first")) {
+            server.create_ok(&configmap("second", "{}"));
+            created_second = true;
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        seen.iter().any(|l| l.ends_with("/second")),
+        "watch saw {seen:?}"
+    );
+}
+
+#[test]
+fn objects_survive_a_server_restart() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("kept", "{k: v}"));
+    let dir = server.stop();
+    let server = TestServer::start_in(dir);
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "kept", "-o", "json"]));
+    assert_eq!(cm["data"]["k"], "v");
+}
+
+#[test]
+fn requests_without_a_client_certificate_are_unauthorized() {
+    let server = TestServer::start();
+    let ca = server.data_dir.path().join("server/tls/ca.crt");
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{}/api/v1/namespaces", server.url))
+        .output()
+        .unwrap();
+    let status = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["code"], 401);
+    // Health stays public.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{}/readyz", server.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+}
+
+#[test]
+fn malformed_bodies_are_bad_requests_and_change_nothing() {
+    let server = TestServer::start();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    for body in [
+        "{not json",
+        "[1,2,3]",
+        "{\"kind\":\"Secret\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"x\"}}",
+    ] {
+        let (code, text) = server.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            &url,
+        ]);
+        assert_eq!(code, 400, "{body}: {text}");
+        let status = json(&text);
+        assert_eq!(
+            (status["kind"].as_str(), status["reason"].as_str()),
+            (Some("Status"), Some("BadRequest"))
+        );
+    }
+    let list = json(&server.kubectl_ok(&["get", "configmaps", "-o", "json"]));
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn oversized_bodies_are_refused_with_413() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    let payload = "x".repeat(4 * 1024 * 1024);
+    std::fs::write(
+        &big,
+        format!(r#"{{"metadata":{{"name":"big"}},"data":{{"a":"{payload}"}}}}"#),
+    )
+    .unwrap();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let (code, text) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &url,
+    ]);
+    assert_eq!(code, 413, "{text}");
+    assert_eq!(json(&text)["reason"], "RequestEntityTooLarge");
+}
+
+#[test]
+fn invalid_names_are_unprocessable() {
+    let server = TestServer::start();
+    let out = server.create(&configmap("Bad_Name", "{}"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is invalid"), "{stderr}");
+    assert!(stderr.contains("RFC 1123"), "{stderr}");
+}
+
+#[test]
+fn stale_updates_conflict() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("c", "{a: '1'}"));
+    let mut cm = json(&server.kubectl_ok(&["get", "configmap", "c", "-o", "json"]));
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "c",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    cm["data"]["a"] = "3".into();
+    let url = format!("{}/api/v1/namespaces/default/configmaps/c", server.url);
+    let (code, text) = server.curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &cm.to_string(),
+        &url,
+    ]);
+    assert_eq!(code, 409, "{text}");
+    assert_eq!(json(&text)["reason"], "Conflict");
+}
+
+#[test]
+fn paged_lists_return_every_object_once() {
+    let server = TestServer::start();
+    for i in 0..25 {
+        server.create_ok(&configmap(&format!("page-{i:02}"), "{}"));
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut url = format!(
+            "{}/api/v1/namespaces/default/configmaps?limit=10",
+            server.url
+        );
+        if !token.is_empty() {
+            url.push_str(&format!("&continue={token}"));
+        }
+        let (code, text) = server.curl(&[&url]);
+        assert_eq!(code, 200, "{text}");
+        let list = json(&text);
+        for item in list["items"].as_array().unwrap() {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        match list["metadata"]["continue"].as_str() {
+            Some(next) => {
+                token = next
+                    .replace('=', "%3D")
+                    .replace('+', "%2B")
+                    .replace('/', "%2F")
+            }
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("page-{i:02}")).collect();
+    assert_eq!(names, expected);
+    // kubectl pages the same way with --chunk-size.
+    let out = server.kubectl_ok(&["get", "configmaps", "--chunk-size=7", "-o", "name"]);
+    assert_eq!(out.lines().count(), 25);
+}
