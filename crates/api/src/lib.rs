@@ -10,6 +10,7 @@
 //! on it; it depends on nothing of ours.
 
 mod catalogue;
+pub mod kinds;
 mod resource;
 
 pub use resource::{Resource, Subresource};

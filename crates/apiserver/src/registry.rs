@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http::StatusCode;
 use r8s_api::Resource;
+use r8s_api::kinds::{self, Deletion};
 use r8s_store::{RangeOptions, Revision, Store, StoreError};
 use serde_json::{Value, json};
 
@@ -78,7 +79,10 @@ impl Registry {
     pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Value, ApiError> {
         let resource = path.resource;
         let labels = LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?;
-        let fields = FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""), &[])?;
+        let fields = FieldSelector::parse(
+            query.field_selector.as_deref().unwrap_or(""),
+            kinds::behaviour(resource).selectable_fields(),
+        )?;
         let prefix = objects::collection(resource, path.namespace.as_deref());
         let (mut start, mut revision) = match &query.continue_token {
             Some(token) => {
@@ -217,6 +221,17 @@ impl Registry {
             meta.remove(server_owned);
         }
         object["metadata"] = Value::Object(meta);
+        let kind = kinds::behaviour(resource);
+        kind.prepare_for_create(&mut object);
+        let problems = kind.validate(&object);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                &name,
+                problems,
+            ));
+        }
         let key = objects::key(resource, path.namespace.as_deref(), &name);
         if query.dry_run {
             if self.store.get(&key).await.ok().flatten().is_some() {
@@ -356,8 +371,21 @@ impl Registry {
             if updated == current {
                 return Ok(current);
             }
+            let problems = kinds::behaviour(path.resource).validate(&updated);
+            if !problems.is_empty() {
+                let (kind, group) = (path.resource.kind, path.resource.group);
+                return Err(ApiError::invalid(kind, group, name, problems));
+            }
             if query.dry_run {
                 return Ok(updated);
+            }
+            if finalized(path.resource, &updated) {
+                // The last finalizer is gone from an object being deleted: it goes now.
+                return match self.store.delete(&key, Some(current_rev)).await {
+                    Ok(_) => Ok(updated),
+                    Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
+                    Err(e) => Err(ApiError::from_store(e, subject)),
+                };
             }
             match self
                 .store
@@ -397,11 +425,13 @@ impl Registry {
             let finalizers = current["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
-            if finalizers {
+            let mut marked = current.clone();
+            let by_kind =
+                kinds::behaviour(path.resource).on_delete(&mut marked) == Deletion::Finalize;
+            if finalizers || by_kind {
                 if !current["metadata"]["deletionTimestamp"].is_null() {
                     return Ok((StatusCode::ACCEPTED, current));
                 }
-                let mut marked = current.clone();
                 marked["metadata"]["deletionTimestamp"] = json!(objects::now_rfc3339());
                 marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 if query.dry_run {
@@ -522,26 +552,42 @@ fn merge_update(
     }
     new["apiVersion"] = current["apiVersion"].clone();
     new["kind"] = current["kind"].clone();
-    let splits_status = resource.has_subresource("status").is_some();
-    if splits_status {
-        if subresource == Some("status") {
-            let status = new["status"].take();
-            new = current.clone();
-            new["status"] = status;
-            if new["status"].is_null()
-                && let Some(map) = new.as_object_mut()
-            {
-                map.remove("status");
-            }
-        } else {
-            match current.get("status") {
-                Some(status) => new["status"] = status.clone(),
-                None => {
-                    if let Some(map) = new.as_object_mut() {
-                        map.remove("status");
+    let kind = kinds::behaviour(resource);
+    match subresource {
+        // A subresource writes its own fields and keeps the rest.
+        Some(sub) => {
+            let fields = kind.subresource_fields(sub).unwrap_or(&[]);
+            let mut kept = current.clone();
+            for field in fields {
+                match new.get(*field) {
+                    Some(value) if !value.is_null() => kept[*field] = value.clone(),
+                    _ => {
+                        if let Some(map) = kept.as_object_mut() {
+                            map.remove(*field);
+                        }
                     }
                 }
             }
+            new = kept;
+        }
+        // The main resource keeps what its subresources own.
+        None => {
+            for sub in resource.subresources {
+                for field in kind.subresource_fields(sub.name).unwrap_or(&[]) {
+                    if *field == "spec" {
+                        continue;
+                    }
+                    match current.get(*field) {
+                        Some(value) => new[*field] = value.clone(),
+                        None => {
+                            if let Some(map) = new.as_object_mut() {
+                                map.remove(*field);
+                            }
+                        }
+                    }
+                }
+            }
+            kind.prepare_for_update(&mut new, current);
         }
     }
     // The generation counts changes to the desired state: everything but metadata and status.
@@ -645,4 +691,16 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiE
         return Err(bad());
     }
     Ok((rv, format!("{prefix}{start}")))
+}
+
+/// Whether an object being deleted has no finalizer left, of either kind.
+fn finalized(resource: &Resource, object: &Value) -> bool {
+    if object["metadata"]["deletionTimestamp"].is_null() {
+        return false;
+    }
+    let metadata_pending = object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    let mut probe = object.clone();
+    !metadata_pending && kinds::behaviour(resource).on_delete(&mut probe) == Deletion::Now
 }

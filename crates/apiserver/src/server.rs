@@ -217,7 +217,10 @@ async fn resource_request(
         if path.resource.has_subresource(sub).is_none() {
             return Err(ApiError::not_found_path());
         }
-        if sub != "status" {
+        if r8s_api::kinds::behaviour(path.resource)
+            .subresource_fields(sub)
+            .is_none()
+        {
             return Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "NotImplemented",

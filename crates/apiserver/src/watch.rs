@@ -45,7 +45,10 @@ pub async fn start(
 ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let filter = Filter {
         labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?,
-        fields: FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""), &[])?,
+        fields: FieldSelector::parse(
+            query.field_selector.as_deref().unwrap_or(""),
+            r8s_api::kinds::behaviour(path.resource).selectable_fields(),
+        )?,
     };
     let prefix = objects::collection(path.resource, path.namespace.as_deref());
     let requested = query.resource_version()?;

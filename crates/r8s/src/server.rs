@@ -91,6 +91,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
+    let controllers = tokio::spawn(run_controllers(kubeconfig.clone()));
     if !args.disable_agent {
         eprintln!(
             "r8s: the node agent is not built yet: this server runs the control plane only and no pods"
@@ -100,7 +101,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("cannot handle SIGTERM")?;
     tokio::select! {
         result = server.wait() => result,
+        result = controllers => result.context("the controller manager stopped")?,
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
+}
+
+/// The controller manager, a client of the API server like any other.
+async fn run_controllers(kubeconfig: PathBuf) -> anyhow::Result<()> {
+    // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("cannot read the admin kubeconfig for the controller manager")?;
+    let client = kube::Client::try_from(config)?;
+    r8s_controllers::run(client).await
 }

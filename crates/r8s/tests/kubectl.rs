@@ -387,3 +387,54 @@ fn paged_lists_return_every_object_once() {
     let out = server.kubectl_ok(&["get", "configmaps", "--chunk-size=7", "-o", "name"]);
     assert_eq!(out.lines().count(), 25);
 }
+
+#[test]
+fn deleting_a_namespace_deletes_everything_in_it() {
+    let server = TestServer::start();
+    server.create_ok("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n");
+    let out = server.kubectl_input(
+        &["create", "--validate=false", "-n", "doomed", "-f", "-"],
+        &configmap("inside", "{a: b}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = json(&server.kubectl_ok(&["get", "namespace", "doomed", "-o", "json"]));
+    assert_eq!(ns["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+    assert_eq!(ns["status"]["phase"], "Active");
+    // kubectl delete waits until the namespace is gone.
+    server.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    let out = server.kubectl(&["get", "namespace", "doomed"]);
+    assert!(!out.status.success(), "the namespace is gone");
+    let (code, _) = server.curl(&[&format!(
+        "{}/api/v1/namespaces/doomed/configmaps/inside",
+        server.url
+    )]);
+    assert_eq!(code, 404, "its configmap is gone too");
+}
+
+#[test]
+fn a_terminating_namespace_refuses_new_objects() {
+    let server = TestServer::start();
+    server.create_ok("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: closing\n  finalizers: [example.com/hold]\n");
+    server.kubectl_ok(&["delete", "namespace", "closing", "--wait=false"]);
+    let out = server.kubectl_input(
+        &["create", "--validate=false", "-n", "closing", "-f", "-"],
+        &configmap("late", "{}"),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("being terminated"), "{stderr}");
+    // Releasing the other finalizer lets the namespace go.
+    server.kubectl_ok(&[
+        "patch",
+        "namespace",
+        "closing",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    server.kubectl_ok(&["wait", "--for=delete", "namespace/closing", "--timeout=60s"]);
+}

@@ -1,0 +1,62 @@
+//! Per-kind behaviour: what is special about one resource lives in one file here, and the
+//! generic server calls it through [`Kind`]. A resource without a file behaves as every
+//! object does by default.
+
+mod namespaces;
+
+use serde_json::Value;
+
+use crate::Resource;
+
+/// One invalid field: its path (`spec.finalizers[0]`) and what is wrong with it.
+pub type FieldError = (String, String);
+
+/// What DELETE does with an object that has no metadata finalizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Remove it now.
+    Now,
+    /// Mark it (deletionTimestamp) and keep it until its kind-specific finalization is done.
+    Finalize,
+}
+
+/// Behaviour of one kind. Every method has the default every object gets.
+pub trait Kind: Sync {
+    /// Server-set fields and defaults of a new object (name and namespace are already set).
+    fn prepare_for_create(&self, _object: &mut Value) {}
+
+    /// Server-kept fields when `new` replaces `old`.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// What is wrong with an object, field by field.
+    fn validate(&self, _object: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Fields a field selector may use, besides `metadata.name` and `metadata.namespace`.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The top-level paths a subresource writes; the rest of the object is kept.
+    fn subresource_fields(&self, subresource: &str) -> Option<&'static [&'static str]> {
+        (subresource == "status").then_some(&["status"][..])
+    }
+
+    /// What DELETE does; may change the object it is about to mark (e.g. a phase).
+    fn on_delete(&self, _object: &mut Value) -> Deletion {
+        Deletion::Now
+    }
+}
+
+struct Default;
+
+impl Kind for Default {}
+
+/// The behaviour of a resource's objects.
+pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
+    match (resource.group, resource.plural) {
+        ("", "namespaces") => &namespaces::Namespaces,
+        _ => &Default,
+    }
+}
