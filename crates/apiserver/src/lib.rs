@@ -5,6 +5,7 @@
 //! with. What is special about one kind lives in `r8s_api`, never as `if kind == …` here; PKI
 //! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
 
+mod allocator;
 mod bootstrap;
 mod discovery;
 mod objects;
@@ -37,6 +38,8 @@ pub struct Config {
     pub service_cidr: (Ipv4Addr, u8),
     /// The port the `kubernetes` Service forwards to (the port the server is reached on).
     pub advertise_port: u16,
+    /// Node ports for NodePort and LoadBalancer Services.
+    pub node_port_range: std::ops::RangeInclusive<u16>,
 }
 
 /// A running API server.
@@ -48,7 +51,12 @@ pub struct ApiServer {
 impl ApiServer {
     /// Prepares the store for a new cluster, binds the port and starts serving.
     pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
-        let registry = registry::Registry { store };
+        let allocator = allocator::Allocator::new(
+            store.clone(),
+            config.service_cidr,
+            config.node_port_range.clone(),
+        );
+        let registry = registry::Registry { store, allocator };
         bootstrap::ensure(&registry, &config)
             .await
             .context("cannot create the cluster's initial objects")?;
@@ -100,4 +108,14 @@ pub fn parse_cidr(text: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
 /// The first usable address of a CIDR: the `kubernetes` Service's ClusterIP.
 pub fn first_service_ip((network, _): (Ipv4Addr, u8)) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(network) + 1)
+}
+
+/// Parses a port range like `30000-32767`.
+pub fn parse_port_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let (low, high) = text
+        .split_once('-')
+        .with_context(|| format!("{text:?} is not a port range like 30000-32767"))?;
+    let (low, high): (u16, u16) = (low.trim().parse()?, high.trim().parse()?);
+    anyhow::ensure!(low > 0 && low <= high, "{text:?}: the range is empty");
+    Ok(low..=high)
 }

@@ -13,6 +13,7 @@ use r8s_api::kinds::{self, Deletion};
 use r8s_store::{RangeOptions, Revision, Store, StoreError};
 use serde_json::{Value, json};
 
+use crate::allocator::{self, Allocator, Claim, Owner};
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -23,6 +24,7 @@ const MAX_RETRIES: usize = 16;
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
+    pub allocator: Allocator,
 }
 
 /// A decoded request body and how it was sent.
@@ -239,11 +241,32 @@ impl Registry {
             }
             return Ok(object);
         }
-        let revision = self
+        let owner = Owner {
+            resource,
+            namespace: path.namespace.as_deref(),
+            name: &name,
+        };
+        let wanted = kind.allocations(&object);
+        // An existing object is AlreadyExists, not a clash over the addresses it holds.
+        if !wanted.is_empty() && self.store.get(&key).await.ok().flatten().is_some() {
+            return Err(ApiError::already_exists(Self::subject(path, &name)));
+        }
+        let claims = self
+            .allocator
+            .claim(&mut object, &wanted, &[], &owner, resource.kind)
+            .await?;
+        kind.after_allocation(&mut object);
+        let created = self
             .store
             .create(&key, objects::encode(&object)?, None)
-            .await
-            .map_err(|e| ApiError::from_store(e, Self::subject(path, &name)))?;
+            .await;
+        let revision = match created {
+            Ok(revision) => revision,
+            Err(e) => {
+                self.allocator.release(&claims).await;
+                return Err(ApiError::from_store(e, Self::subject(path, &name)));
+            }
+        };
         objects::set_resource_version(&mut object, revision);
         Ok(object)
     }
@@ -371,7 +394,9 @@ impl Registry {
             if updated == current {
                 return Ok(current);
             }
-            let problems = kinds::behaviour(path.resource).validate(&updated);
+            let kind = kinds::behaviour(path.resource);
+            let mut problems = kind.validate(&updated);
+            problems.extend(kind.immutable_fields(&current, &updated));
             if !problems.is_empty() {
                 let (kind, group) = (path.resource.kind, path.resource.group);
                 return Err(ApiError::invalid(kind, group, name, problems));
@@ -379,25 +404,58 @@ impl Registry {
             if query.dry_run {
                 return Ok(updated);
             }
+            let old_claims = allocator::held(&kind.allocations(&current), &current);
             if finalized(path.resource, &updated) {
                 // The last finalizer is gone from an object being deleted: it goes now.
                 return match self.store.delete(&key, Some(current_rev)).await {
-                    Ok(_) => Ok(updated),
+                    Ok(_) => {
+                        self.allocator.release(&old_claims).await;
+                        Ok(updated)
+                    }
                     Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
                     Err(e) => Err(ApiError::from_store(e, subject)),
                 };
             }
-            match self
+            let owner = Owner {
+                resource: path.resource,
+                namespace: path.namespace.as_deref(),
+                name,
+            };
+            let wanted = kind.allocations(&updated);
+            let claims = self
+                .allocator
+                .claim(
+                    &mut updated,
+                    &wanted,
+                    &old_claims,
+                    &owner,
+                    path.resource.kind,
+                )
+                .await?;
+            kind.after_allocation(&mut updated);
+            let written = self
                 .store
                 .update(&key, objects::encode(&updated)?, current_rev, None)
-                .await
-            {
+                .await;
+            match written {
                 Ok(revision) => {
+                    let kept = allocator::held(&kind.allocations(&updated), &updated);
+                    let freed: Vec<Claim> = old_claims
+                        .into_iter()
+                        .filter(|c| !kept.contains(c))
+                        .collect();
+                    self.allocator.release(&freed).await;
                     objects::set_resource_version(&mut updated, revision);
                     return Ok(updated);
                 }
-                Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
-                Err(e) => return Err(ApiError::from_store(e, subject)),
+                Err(StoreError::Conflict { .. }) if expected.is_none() => {
+                    self.allocator.release(&claims).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.allocator.release(&claims).await;
+                    return Err(ApiError::from_store(e, subject));
+                }
             }
         }
         Err(ApiError::conflict(
@@ -454,7 +512,13 @@ impl Registry {
                 return Ok((StatusCode::OK, current));
             }
             match self.store.delete(&key, Some(rev)).await {
-                Ok(_) => return Ok((StatusCode::OK, current)),
+                Ok(_) => {
+                    let kind = kinds::behaviour(path.resource);
+                    self.allocator
+                        .release(&allocator::held(&kind.allocations(&current), &current))
+                        .await;
+                    return Ok((StatusCode::OK, current));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, subject)),
             }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use r8s_apiserver::{ApiServer, Config, first_service_ip, parse_cidr};
+use r8s_apiserver::{ApiServer, Config, first_service_ip, parse_cidr, parse_port_range};
 use r8s_cluster::{ServingNames, ensure_server_pki, write_kubeconfig};
 
 #[derive(Args)]
@@ -30,6 +30,9 @@ pub struct ServerArgs {
     /// Service ClusterIPs come from this range; its first address is the `kubernetes` Service.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
+    /// Node ports for NodePort and LoadBalancer Services.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Run only the control plane, no node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
@@ -37,6 +40,8 @@ pub struct ServerArgs {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let service_cidr = parse_cidr(&args.service_cidr).context("--service-cidr")?;
+    let node_port_range =
+        parse_port_range(&args.service_node_port_range).context("--service-node-port-range")?;
     let store_dir = args.data_dir.join("server").join("db");
     let store = r8s_store::open(args.datastore_endpoint.as_deref(), &store_dir)
         .await
@@ -60,6 +65,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             key_pem: pki.serving.key.clone(),
             service_cidr,
             advertise_port: args.https_listen_port,
+            node_port_range,
         },
         store,
     )

@@ -438,3 +438,101 @@ fn a_terminating_namespace_refuses_new_objects() {
     ]);
     server.kubectl_ok(&["wait", "--for=delete", "namespace/closing", "--timeout=60s"]);
 }
+
+fn service(name: &str, spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec: {spec}\n")
+}
+
+#[test]
+fn services_get_a_cluster_ip_from_the_service_range() {
+    let server = TestServer::start();
+    server.create_ok(&service(
+        "web",
+        "{selector: {app: web}, ports: [{port: 80}]}",
+    ));
+    let svc = json(&server.kubectl_ok(&["get", "service", "web", "-o", "json"]));
+    let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ip.octets()[0], 10);
+    assert!(
+        (96..112).contains(&ip.octets()[1]),
+        "{ip} is in 10.96.0.0/12"
+    );
+    assert_eq!(svc["spec"]["clusterIPs"][0], svc["spec"]["clusterIP"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    // The address is recorded as an IPAddress object, as upstream does.
+    let address = json(&server.kubectl_ok(&["get", "ipaddress", &ip.to_string(), "-o", "json"]));
+    assert_eq!(address["spec"]["parentRef"]["name"], "web");
+}
+
+#[test]
+fn a_requested_cluster_ip_is_honoured_once() {
+    let server = TestServer::start();
+    server.create_ok(&service(
+        "first",
+        "{clusterIP: 10.96.0.50, ports: [{port: 80}]}",
+    ));
+    let out = server.create(&service(
+        "second",
+        "{clusterIP: 10.96.0.50, ports: [{port: 80}]}",
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already allocated"), "{stderr}");
+    let out = server.create(&service(
+        "outside",
+        "{clusterIP: 192.168.1.1, ports: [{port: 80}]}",
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not in the valid range"), "{stderr}");
+    // Deleting the first frees its address.
+    server.kubectl_ok(&["delete", "service", "first"]);
+    server.create_ok(&service(
+        "second",
+        "{clusterIP: 10.96.0.50, ports: [{port: 80}]}",
+    ));
+}
+
+#[test]
+fn node_port_services_get_ports_from_the_range() {
+    let server = TestServer::start();
+    server.create_ok(&service("np", "{type: NodePort, ports: [{port: 80, name: http}, {port: 443, name: https, nodePort: 30443}]}"));
+    let svc = json(&server.kubectl_ok(&["get", "service", "np", "-o", "json"]));
+    let first = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&first), "{first}");
+    assert_eq!(svc["spec"]["ports"][1]["nodePort"], 30443);
+    let out = server.create(&service(
+        "clash",
+        "{type: NodePort, ports: [{port: 80, nodePort: 30443}]}",
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.ports[0].nodePort") && stderr.contains("already allocated"),
+        "{stderr}"
+    );
+    // Changing the type back to ClusterIP releases the ports.
+    server.kubectl_ok(&["patch", "service", "np", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/type","value":"ClusterIP"},{"op":"remove","path":"/spec/ports/0/nodePort"},{"op":"remove","path":"/spec/ports/1/nodePort"}]"#]);
+    server.create_ok(&service(
+        "clash",
+        "{type: NodePort, ports: [{port: 80, nodePort: 30443}]}",
+    ));
+}
+
+#[test]
+fn the_cluster_ip_of_a_service_cannot_change() {
+    let server = TestServer::start();
+    server.create_ok(&service(
+        "fixed",
+        "{clusterIP: 10.96.0.60, ports: [{port: 80}]}",
+    ));
+    let out = server.kubectl(&[
+        "patch",
+        "service",
+        "fixed",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.96.0.61"}}"#,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("may not change once set"), "{stderr}");
+}

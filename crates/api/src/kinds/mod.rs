@@ -3,6 +3,7 @@
 //! object does by default.
 
 mod namespaces;
+mod services;
 
 use serde_json::Value;
 
@@ -10,6 +11,25 @@ use crate::Resource;
 
 /// One invalid field: its path (`spec.finalizers[0]`) and what is wrong with it.
 pub type FieldError = (String, String);
+
+/// A range of addresses the API server hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pool {
+    /// ClusterIPs, from the service CIDR.
+    ServiceIp,
+    /// Node ports, from the node port range.
+    NodePort,
+}
+
+/// One address an object holds (or asks for) from a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub pool: Pool,
+    /// The value the object names, if any; otherwise the server picks one.
+    pub requested: Option<String>,
+    /// Where the value goes in the object, as path segments (`spec`, `ports`, `0`, `nodePort`).
+    pub field: Vec<String>,
+}
 
 /// What DELETE does with an object that has no metadata finalizers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +63,19 @@ pub trait Kind: Sync {
         (subresource == "status").then_some(&["status"][..])
     }
 
+    /// Addresses the object holds from the server's pools.
+    fn allocations(&self, _object: &Value) -> Vec<Allocation> {
+        Vec::new()
+    }
+
+    /// Fills fields derived from allocated values (e.g. `clusterIPs` from `clusterIP`).
+    fn after_allocation(&self, _object: &mut Value) {}
+
+    /// Fields that may not change from `old` to `new`.
+    fn immutable_fields(&self, _old: &Value, _new: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// What DELETE does; may change the object it is about to mark (e.g. a phase).
     fn on_delete(&self, _object: &mut Value) -> Deletion {
         Deletion::Now
@@ -57,6 +90,7 @@ impl Kind for Default {}
 pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
     match (resource.group, resource.plural) {
         ("", "namespaces") => &namespaces::Namespaces,
+        ("", "services") => &services::Services,
         _ => &Default,
     }
 }
