@@ -7,6 +7,7 @@
 
 mod allocator;
 mod bootstrap;
+mod cache;
 mod discovery;
 mod objects;
 mod registry;
@@ -56,10 +57,31 @@ impl ApiServer {
             config.service_cidr,
             config.node_port_range.clone(),
         );
-        let registry = registry::Registry { store, allocator };
+        let cache = cache::WatchCache::new(store.clone());
+        let registry = registry::Registry {
+            store,
+            allocator,
+            cache,
+        };
         bootstrap::ensure(&registry, &config)
             .await
             .context("cannot create the cluster's initial objects")?;
+        // Every watchable resource gets its cache now, as upstream's does, so watches resuming
+        // from any revision since the start are served from history.
+        let mut prefixes: Vec<String> = r8s_api::catalogue()
+            .iter()
+            .filter(|r| r.verbs.contains(&"watch"))
+            .map(|r| r.storage_prefix())
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        for prefix in prefixes {
+            registry
+                .cache
+                .resource(&prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot fill the watch cache of {prefix}: {e}"))?;
+        }
         let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
             .context("cannot set up TLS")?;
         let listener = TcpListener::bind(config.listen)

@@ -14,6 +14,7 @@ use r8s_store::{RangeOptions, Revision, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::allocator::{self, Allocator, Claim, Owner};
+use crate::cache::WatchCache;
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -25,6 +26,7 @@ const MAX_RETRIES: usize = 16;
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub allocator: Allocator,
+    pub cache: WatchCache,
 }
 
 /// A decoded request body and how it was sent.
@@ -86,6 +88,25 @@ impl Registry {
             kinds::behaviour(resource).selectable_fields(),
         )?;
         let prefix = objects::collection(resource, path.namespace.as_deref());
+        // "Any recent state" (resourceVersion=0) is answered from the watch cache.
+        if query.resource_version.as_deref() == Some("0")
+            && query.continue_token.is_none()
+            && query.limit == 0
+        {
+            let cache = self.cache.resource(&resource.storage_prefix()).await?;
+            let (objects, revision) = cache.snapshot(&format!("{prefix}/"));
+            let items: Vec<Value> = objects
+                .iter()
+                .filter(|o| labels.matches(o) && fields.matches(o))
+                .map(|o| (**o).clone())
+                .collect();
+            return Ok(json!({
+                "kind": format!("{}List", resource.kind),
+                "apiVersion": resource.api_version(),
+                "metadata": { "resourceVersion": revision.to_string() },
+                "items": items,
+            }));
+        }
         let (mut start, mut revision) = match &query.continue_token {
             Some(token) => {
                 let (rv, start) = decode_continue(token, &prefix)?;

@@ -1,14 +1,15 @@
-//! Watch: a stream of `{"type": …, "object": …}` lines for a collection, from the store's
-//! watch, with selectors applied the way upstream does (an object leaving a selector is
+//! Watch: a stream of `{"type": …, "object": …}` lines for a collection, from the watch
+//! cache, with selectors applied the way upstream does (an object leaving a selector is
 //! DELETED for that watcher, one entering it is ADDED).
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use r8s_store::{EventKind, RangeOptions, Revision, StoreError, WatchEvent};
+use r8s_store::EventKind;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::cache::{CachedEvent, Start, Subscription};
 use crate::objects::{self, Query};
 use crate::registry::Registry;
 use crate::router::ResourcePath;
@@ -36,7 +37,7 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(text)
 }
 
-/// Starts a watch; the receiver yields the response body's lines.
+/// Starts a watch, served from the watch cache; the receiver yields the response body's lines.
 pub async fn start(
     registry: &Registry,
     path: &ResourcePath,
@@ -50,68 +51,70 @@ pub async fn start(
             r8s_api::kinds::behaviour(path.resource).selectable_fields(),
         )?,
     };
-    let prefix = objects::collection(path.resource, path.namespace.as_deref());
     let requested = query.resource_version()?;
     // Unset or "0" start with the current state as ADDED events, as upstream does; so does
     // sendInitialEvents=true (watch-list), which then ends the initial state with a bookmark.
     let initial = send_initial_events.unwrap_or(matches!(requested, None | Some(0)));
+    let start = match requested {
+        Some(rev) if rev > 0 && !initial => Start::After(rev),
+        _ => Start::Snapshot,
+    };
+    let cache = registry
+        .cache
+        .resource(&path.resource.storage_prefix())
+        .await?;
+    let key_prefix = format!(
+        "{}/",
+        objects::collection(path.resource, path.namespace.as_deref())
+    );
+    let subscription = cache.subscribe(start, &key_prefix)?;
     let (tx, rx) = mpsc::channel(256);
-    let store = registry.store.clone();
     let timeout = query
         .timeout_seconds
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = query.allow_watch_bookmarks;
-    let mut from: Revision = match requested {
-        Some(rev) if rev > 0 && !initial => rev + 1,
-        _ => 0,
-    };
-    let mut initial_events = Vec::new();
-    if initial {
-        let snapshot = store
-            .range(&prefix, RangeOptions::default())
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        for kv in snapshot.kvs {
-            let object = objects::decode(&kv.value, kv.mod_revision)?;
-            if filter.matches(&object) {
-                initial_events.push(line("ADDED", &object));
-            }
-        }
-        from = snapshot.revision + 1;
-        if send_initial_events == Some(true) {
-            let bookmark = json!({
-                "kind": path.resource.kind,
-                "apiVersion": path.resource.api_version(),
-                "metadata": {
-                    "resourceVersion": snapshot.revision.to_string(),
-                    "annotations": { "k8s.io/initial-events-end": "true" },
-                },
-            });
-            initial_events.push(line("BOOKMARK", &bookmark));
-        }
-    }
-    let watch = store.watch(&prefix, from).await;
     let resource = path.resource;
+    let end_bookmark = (send_initial_events == Some(true)).then(|| {
+        json!({
+            "kind": resource.kind,
+            "apiVersion": resource.api_version(),
+            "metadata": {
+                "resourceVersion": subscription.revision.to_string(),
+                "annotations": { "k8s.io/initial-events-end": "true" },
+            },
+        })
+    });
     tokio::spawn(async move {
-        for event in initial_events {
-            if tx.send(event).await.is_err() {
+        let Subscription {
+            initial,
+            replay,
+            revision,
+            mut live,
+        } = subscription;
+        let mut last = revision;
+        for object in initial.iter().filter(|o| filter.matches(o)) {
+            if tx.send(line("ADDED", object)).await.is_err() {
                 return;
             }
         }
-        let mut watch = match watch {
-            Ok(watch) => watch,
-            Err(e) => {
-                let _ = tx.send(error_line(e)).await;
+        if let Some(bookmark) = end_bookmark
+            && tx.send(line("BOOKMARK", &bookmark)).await.is_err()
+        {
+            return;
+        }
+        for event in &replay {
+            if let Some(bytes) = translate(event, &filter)
+                && tx.send(bytes).await.is_err()
+            {
                 return;
             }
-        };
+        }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut last = from - 1;
         let mut bookmark = tokio::time::interval(BOOKMARK_EVERY);
         bookmark.tick().await;
         loop {
-            let next = tokio::select! {
+            let event = tokio::select! {
                 _ = &mut deadline => return,
                 _ = bookmark.tick(), if bookmarks => {
                     let object = json!({
@@ -124,66 +127,44 @@ pub async fn start(
                     }
                     continue;
                 }
-                next = watch.next() => next,
+                event = live.recv() => event,
             };
-            let event = match next {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => {
-                    let _ = tx.send(error_line(e)).await;
-                    return;
-                }
-                None => return,
-            };
-            last = event.revision();
-            match translate(&event, &filter) {
-                Ok(Some(bytes)) => {
-                    if tx.send(bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let status = json!({ "type": "ERROR", "object": e.to_status() });
-                    let _ = tx.send(Bytes::from(format!("{status}\n"))).await;
-                    return;
-                }
+            // A watcher that fell too far behind, or a cache that re-listed, ends the
+            // stream; the client re-watches from the last revision it saw.
+            let Ok(event) = event else { return };
+            if event.revision <= revision || !event.key.starts_with(&key_prefix) {
+                continue;
+            }
+            last = event.revision;
+            if let Some(bytes) = translate(&event, &filter)
+                && tx.send(bytes).await.is_err()
+            {
+                return;
             }
         }
     });
     Ok(rx)
 }
 
-fn error_line(e: StoreError) -> Bytes {
-    let error = match e {
-        StoreError::Compacted { requested, .. } => {
-            ApiError::gone(format!("too old resource version: {}", requested - 1))
-        }
-        other => ApiError::internal(other.to_string()),
-    };
-    line("ERROR", &error.to_status())
+fn raw_line(kind: &str, object_json: &str) -> Bytes {
+    Bytes::from(format!(
+        "{{\"type\":\"{kind}\",\"object\":{object_json}}}\n"
+    ))
 }
 
-fn translate(event: &WatchEvent, filter: &Filter) -> Result<Option<Bytes>, ApiError> {
-    let revision = event.revision();
-    let previous = match &event.prev {
-        Some(prev) => Some(objects::decode(&prev.value, revision)?),
-        None => None,
-    };
-    let was = previous.as_ref().is_some_and(|p| filter.matches(p));
-    Ok(match event.kind {
-        EventKind::Delete => match previous {
-            Some(object) if was => Some(line("DELETED", &object)),
-            _ => None,
-        },
+fn translate(event: &CachedEvent, filter: &Filter) -> Option<Bytes> {
+    let was = event.previous.as_ref().is_some_and(|p| filter.matches(p));
+    match event.kind {
+        EventKind::Delete => was.then(|| raw_line("DELETED", &event.object_json)),
         EventKind::Put => {
-            let object = objects::decode(&event.kv.value, revision)?;
-            let is = filter.matches(&object);
-            match (event.is_create(), was, is) {
-                (_, false, true) => Some(line("ADDED", &object)),
-                (false, true, true) => Some(line("MODIFIED", &object)),
-                (false, true, false) => Some(line("DELETED", &object)),
+            let is = filter.matches(&event.object);
+            let created = event.previous.is_none();
+            match (created, was, is) {
+                (_, false, true) => Some(raw_line("ADDED", &event.object_json)),
+                (false, true, true) => Some(raw_line("MODIFIED", &event.object_json)),
+                (false, true, false) => Some(raw_line("DELETED", &event.object_json)),
                 _ => None,
             }
         }
-    })
+    }
 }

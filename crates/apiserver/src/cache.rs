@@ -1,0 +1,249 @@
+//! The watch cache: one store watch per resource feeds an in-memory copy of its objects and a
+//! window of recent events. Watches are served from it, so a thousand watchers cost one store
+//! watch, and each event is decoded and serialized once however many watchers receive it;
+//! lists that accept any recent state (`resourceVersion=0`) are served from it too.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use r8s_store::{EventKind, RangeOptions, Revision, Store};
+use serde_json::Value;
+use tokio::sync::{Mutex, broadcast};
+
+use crate::objects;
+use crate::status::ApiError;
+
+/// Events kept for watchers resuming from a past resourceVersion.
+const HISTORY: usize = 10_000;
+/// Events buffered for a slow watcher before it is cut off (it then re-watches).
+const FAN_OUT_BUFFER: usize = 4096;
+
+/// One change, decoded and serialized once for every watcher.
+pub struct CachedEvent {
+    pub revision: Revision,
+    pub key: String,
+    pub kind: EventKind,
+    /// The object after the change; for a delete, the last state stamped with the delete's
+    /// revision, as upstream sends it.
+    pub object: Arc<Value>,
+    pub object_json: Arc<str>,
+    /// The object before the change.
+    pub previous: Option<Arc<Value>>,
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<Value>>,
+    revision: Revision,
+    /// Every event after `floor` is in `history`.
+    floor: Revision,
+    history: VecDeque<Arc<CachedEvent>>,
+    events: broadcast::Sender<Arc<CachedEvent>>,
+}
+
+pub struct ResourceCache {
+    state: RwLock<State>,
+}
+
+/// Where a new watch starts.
+pub enum Start {
+    /// The current objects (as ADDED events), then changes.
+    Snapshot,
+    /// Changes after this revision.
+    After(Revision),
+}
+
+/// A registered watcher's beginning: what to send first, then the live events.
+pub struct Subscription {
+    pub initial: Vec<Arc<Value>>,
+    pub replay: Vec<Arc<CachedEvent>>,
+    pub revision: Revision,
+    pub live: broadcast::Receiver<Arc<CachedEvent>>,
+}
+
+impl ResourceCache {
+    /// Registers a watcher atomically with respect to the feeder: nothing is missed or repeated
+    /// between the snapshot (or replay) and the live events.
+    pub fn subscribe(&self, start: Start, key_prefix: &str) -> Result<Subscription, ApiError> {
+        let state = self.state.read().expect("cache lock poisoned");
+        let (initial, replay) = match start {
+            Start::Snapshot => (
+                state
+                    .objects
+                    .range(key_prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(key_prefix))
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                Vec::new(),
+            ),
+            Start::After(revision) => {
+                if revision < state.floor {
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {revision} ({})",
+                        state.floor
+                    )));
+                }
+                let replay = state
+                    .history
+                    .iter()
+                    .filter(|e| e.revision > revision && e.key.starts_with(key_prefix))
+                    .cloned()
+                    .collect();
+                (Vec::new(), replay)
+            }
+        };
+        Ok(Subscription {
+            initial,
+            replay,
+            revision: state.revision,
+            live: state.events.subscribe(),
+        })
+    }
+
+    /// The current objects under `key_prefix` and the revision they are at.
+    pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+        let state = self.state.read().expect("cache lock poisoned");
+        let objects = state
+            .objects
+            .range(key_prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(key_prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (objects, state.revision)
+    }
+
+    fn apply(&self, event: r8s_store::WatchEvent) {
+        let revision = event.revision();
+        let mut state = self.state.write().expect("cache lock poisoned");
+        let previous = state.objects.get(&event.kv.key).cloned();
+        let object = match event.kind {
+            EventKind::Put => match objects::decode(&event.kv.value, revision) {
+                Ok(object) => Arc::new(object),
+                Err(e) => {
+                    tracing::warn!(key = %event.kv.key, error = %e, "undecodable object skipped");
+                    return;
+                }
+            },
+            EventKind::Delete => {
+                let Some(last) = &previous else { return };
+                let mut last = (**last).clone();
+                objects::set_resource_version(&mut last, revision);
+                Arc::new(last)
+            }
+        };
+        match event.kind {
+            EventKind::Put => state.objects.insert(event.kv.key.clone(), object.clone()),
+            EventKind::Delete => state.objects.remove(&event.kv.key),
+        };
+        let cached = Arc::new(CachedEvent {
+            revision,
+            key: event.kv.key,
+            kind: event.kind,
+            object_json: object.to_string().into(),
+            object,
+            previous,
+        });
+        state.revision = revision;
+        state.history.push_back(cached.clone());
+        if state.history.len() > HISTORY
+            && let Some(dropped) = state.history.pop_front()
+        {
+            state.floor = dropped.revision;
+        }
+        // Sent under the lock, so subscribers registered before see it and later ones don't.
+        let _ = state.events.send(cached);
+    }
+}
+
+/// The caches of every resource that has been watched, created on first use.
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    resources: Mutex<HashMap<String, Arc<ResourceCache>>>,
+}
+
+impl WatchCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cache of the resource stored under `prefix`, filled before it is returned.
+    pub async fn resource(&self, prefix: &str) -> Result<Arc<ResourceCache>, ApiError> {
+        let mut resources = self.resources.lock().await;
+        if let Some(cache) = resources.get(prefix) {
+            return Ok(cache.clone());
+        }
+        let (objects, revision) = list(&*self.store, prefix).await?;
+        let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
+        let cache = Arc::new(ResourceCache {
+            state: RwLock::new(State {
+                objects,
+                revision,
+                floor: revision,
+                history: VecDeque::new(),
+                events,
+            }),
+        });
+        tokio::spawn(feed(self.store.clone(), prefix.to_owned(), cache.clone()));
+        resources.insert(prefix.to_owned(), cache.clone());
+        Ok(cache)
+    }
+}
+
+async fn list(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<(BTreeMap<String, Arc<Value>>, Revision), ApiError> {
+    let snapshot = store
+        .range(prefix, RangeOptions::default())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut objects = BTreeMap::new();
+    for kv in snapshot.kvs {
+        match objects::decode(&kv.value, kv.mod_revision) {
+            Ok(object) => {
+                objects.insert(kv.key, Arc::new(object));
+            }
+            Err(e) => tracing::warn!(key = %kv.key, error = %e, "undecodable object skipped"),
+        }
+    }
+    Ok((objects, snapshot.revision))
+}
+
+/// Follows the store; when the store watch ends (compaction, a lost connection) it re-lists
+/// and cuts every watcher off, since they may have missed events; clients then re-watch.
+async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) {
+    loop {
+        let from = cache.state.read().expect("cache lock poisoned").revision + 1;
+        match store.watch(&prefix, from).await {
+            Ok(mut watch) => loop {
+                match watch.next().await {
+                    Some(Ok(event)) => cache.apply(event),
+                    Some(Err(e)) => {
+                        tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
+                        break;
+                    }
+                    None => break,
+                }
+            },
+            Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot watch the store"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match list(&*store, &prefix).await {
+            Ok((objects, revision)) => {
+                let mut state = cache.state.write().expect("cache lock poisoned");
+                let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
+                *state = State {
+                    objects,
+                    revision,
+                    floor: revision,
+                    history: VecDeque::new(),
+                    events,
+                };
+            }
+            Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot re-list"),
+        }
+    }
+}
