@@ -11,6 +11,7 @@
 
 mod catalogue;
 pub mod kinds;
+pub mod protobuf;
 mod resource;
 
 pub use resource::{Resource, Subresource};

@@ -10,6 +10,7 @@ mod bootstrap;
 mod cache;
 mod discovery;
 mod objects;
+mod openapi;
 mod registry;
 mod router;
 mod selectors;

@@ -19,6 +19,10 @@ pub enum Route {
         version: String,
     },
     Resource(ResourcePath),
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3` (None) or `/openapi/v3/<api/v1|apis/group/version>`.
+    OpenApiV3(Option<String>),
     NotFound,
 }
 
@@ -35,6 +39,9 @@ pub fn route(path: &str) -> Route {
     match segments.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3(None),
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(Some(rest.join("/"))),
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group((*group).to_owned()),

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::discovery;
 use crate::objects::Query;
+use crate::openapi;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
 use crate::status::ApiError;
@@ -90,6 +91,15 @@ fn json_response(code: StatusCode, value: &Value, content_type: &str) -> Respons
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    response
+}
+
+fn raw_json(body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     response
 }
@@ -172,6 +182,25 @@ async fn dispatch(
             )),
             Route::GroupVersion { group, version } => {
                 Some((discovery::resource_list(group, version), "application/json"))
+            }
+            Route::OpenApiV2 => {
+                // Only JSON is built; a client that takes protobuf alone is told so.
+                let json_ok = accept.is_empty()
+                    || accept.contains("application/json")
+                    || accept.contains("*/*");
+                if !json_ok {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        "NotAcceptable",
+                        "only application/json is supported for /openapi/v2",
+                    ));
+                }
+                return Ok(raw_json(openapi::v2().clone()));
+            }
+            Route::OpenApiV3(None) => return Ok(raw_json(openapi::v3_index().clone())),
+            Route::OpenApiV3(Some(path)) => {
+                let doc = openapi::v3(path).ok_or_else(ApiError::not_found_path)?;
+                return Ok(raw_json(doc.clone()));
             }
             _ => None,
         };
@@ -383,6 +412,9 @@ async fn read_object(request: Request<Incoming>, content_type: &str) -> Result<V
     let decoded: Result<Value, String> = match media.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(&body).map_err(|e| e.to_string()),
         "application/yaml" => serde_yaml_ng::from_slice(&body).map_err(|e| e.to_string()),
+        r8s_api::protobuf::MEDIA_TYPE => {
+            r8s_api::protobuf::decode(&body).map_err(|e| e.to_string())
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     decoded.map_err(|e| {

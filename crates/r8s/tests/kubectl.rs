@@ -113,7 +113,7 @@ fn creating_an_existing_object_is_already_exists() {
 fn objects_in_a_missing_namespace_are_refused() {
     let server = TestServer::start();
     let out = server.kubectl_input(
-        &["create", "--validate=false", "-n", "nowhere", "-f", "-"],
+        &["create", "-n", "nowhere", "-f", "-"],
         &configmap("x", "{}"),
     );
     assert!(!out.status.success());
@@ -134,7 +134,7 @@ fn create_from_yaml_and_list_by_label() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  labels:\n    app: web\ndata:\n  a: '1'\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: db\n  labels:\n    app: db\ndata:\n  a: '2'\n",
     )
     .unwrap();
-    server.kubectl_ok(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+    server.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
     let names = server.kubectl_ok(&["get", "configmaps", "-l", "app=web", "-o", "name"]);
     assert_eq!(names.trim(), "configmap/web");
     let names = server.kubectl_ok(&["get", "configmaps", "-l", "app in (web,db)", "-o", "name"]);
@@ -393,7 +393,7 @@ fn deleting_a_namespace_deletes_everything_in_it() {
     let server = TestServer::start();
     server.create_ok("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n");
     let out = server.kubectl_input(
-        &["create", "--validate=false", "-n", "doomed", "-f", "-"],
+        &["create", "-n", "doomed", "-f", "-"],
         &configmap("inside", "{a: b}"),
     );
     assert!(
@@ -421,7 +421,7 @@ fn a_terminating_namespace_refuses_new_objects() {
     server.create_ok("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: closing\n  finalizers: [example.com/hold]\n");
     server.kubectl_ok(&["delete", "namespace", "closing", "--wait=false"]);
     let out = server.kubectl_input(
-        &["create", "--validate=false", "-n", "closing", "-f", "-"],
+        &["create", "-n", "closing", "-f", "-"],
         &configmap("late", "{}"),
     );
     assert!(!out.status.success());
@@ -601,4 +601,69 @@ fn a_list_at_resource_version_zero_is_served_and_consistent_with_the_store() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn typed_create_commands_work() {
+    // kubectl sends these bodies as Kubernetes protobuf.
+    let server = TestServer::start();
+    server.kubectl_ok(&["create", "namespace", "typed"]);
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        "typed",
+        "--from-literal=k=v",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "typed",
+        "--from-literal=password=hunter2",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "typed",
+        "--image=nginx",
+        "--replicas=3",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "-n",
+        "typed",
+        "--tcp=80:8080",
+    ]);
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "c", "-n", "typed", "-o", "json"]));
+    assert_eq!(cm["data"]["k"], "v");
+    let secret = json(&server.kubectl_ok(&["get", "secret", "s", "-n", "typed", "-o", "json"]));
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    let deploy =
+        json(&server.kubectl_ok(&["get", "deployment", "web", "-n", "typed", "-o", "json"]));
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
+    let svc = json(&server.kubectl_ok(&["get", "service", "np", "-n", "typed", "-o", "json"]));
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(svc["spec"]["ports"][0]["nodePort"].as_u64().is_some());
+}
+
+#[test]
+fn explain_reads_the_served_openapi() {
+    let server = TestServer::start();
+    let out = server.kubectl_ok(&["explain", "deployment.spec.template.spec.containers"]);
+    assert!(out.contains("FIELD: containers <[]Container>"), "{out}");
+    let out = server.kubectl_ok(&["explain", "configmap.data"]);
+    assert!(out.contains("map[string]string"), "{out}");
 }

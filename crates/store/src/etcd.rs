@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -23,9 +23,16 @@ use crate::{
 /// burst of events does not grant a lease each; keys then live up to that much longer.
 const LEASE_REUSE_SHARE: f64 = 0.05;
 const LEASE_REUSE_MAX: Duration = Duration::from_secs(60);
+/// Keys per etcd range request: with objects of at most 1.5 MiB, a page stays well inside
+/// [`MAX_MESSAGE_BYTES`].
+const RANGE_PAGE: usize = 100;
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 pub struct EtcdStore {
     client: Client,
+    /// KV and watch clients that accept messages as large as a page of the largest objects.
+    kv: KvClient,
+    watch: WatchClient,
     endpoints: String,
     /// TTL in seconds → (lease id, granted at).
     leases: Mutex<HashMap<i64, (i64, Instant)>>,
@@ -41,6 +48,12 @@ impl EtcdStore {
                 message: format!("cannot connect: {e}"),
             })?;
         let store = Self {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
             client,
             endpoints: joined,
             leases: Mutex::new(HashMap::new()),
@@ -118,7 +131,7 @@ impl EtcdStore {
             .when([compare])
             .and_then([op])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.client().txn(txn).await.map_err(|e| self.err(e))?;
+        let response = self.kv.clone().txn(txn).await.map_err(|e| self.err(e))?;
         let revision = response.header().map_or(0, |h| h.revision());
         if response.succeeded() {
             return Ok(Ok((revision, response.op_responses())));
@@ -144,7 +157,8 @@ fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let response = self
-            .client()
+            .kv
+            .clone()
             .get(key, None)
             .await
             .map_err(|e| self.err(e))?;
@@ -158,28 +172,45 @@ impl Store for EtcdStore {
         {
             start.clone_from(from);
         }
-        let mut options = GetOptions::new()
-            .with_range(end)
-            .with_limit(opts.limit as i64);
-        if let Some(revision) = opts.revision {
-            options = options.with_revision(revision);
-        }
-        let response = match self.client().get(start, Some(options)).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Err(match opts.revision {
-                    Some(rev) => self.revision_error(e, rev).await,
-                    None => self.err(e),
+        // gRPC messages are bounded (4 MiB by default), so large ranges are read in pages at
+        // one revision and joined.
+        let mut kvs = Vec::new();
+        let mut revision = opts.revision;
+        loop {
+            let want = if opts.limit == 0 {
+                RANGE_PAGE
+            } else {
+                (opts.limit - kvs.len()).min(RANGE_PAGE)
+            };
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(want as i64);
+            if let Some(revision) = revision {
+                options = options.with_revision(revision);
+            }
+            let response = match self.kv.clone().get(start.clone(), Some(options)).await {
+                Ok(response) => response,
+                Err(e) => {
+                    return Err(match revision {
+                        Some(rev) => self.revision_error(e, rev).await,
+                        None => self.err(e),
+                    });
+                }
+            };
+            let at = response.header().map_or(0, |h| h.revision());
+            revision.get_or_insert(at);
+            kvs.extend(response.kvs().iter().map(convert_kv));
+            let full = opts.limit != 0 && kvs.len() >= opts.limit;
+            if !response.more() || full {
+                return Ok(RangeResult {
+                    more: response.more(),
+                    kvs,
+                    revision: revision.unwrap_or(at),
                 });
             }
-        };
-        Ok(RangeResult {
-            kvs: response.kvs().iter().map(convert_kv).collect(),
-            more: response.more(),
-            revision: opts
-                .revision
-                .unwrap_or_else(|| response.header().map_or(0, |h| h.revision())),
-        })
+            let last = &kvs.last().expect("a page with more has keys").key;
+            start = format!("{last}\0");
+        }
     }
 
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<Revision> {
@@ -274,7 +305,8 @@ impl Store for EtcdStore {
             .with_start_revision(from)
             .with_prev_key();
         let mut stream = self
-            .client()
+            .watch
+            .clone()
             .watch(start, Some(options))
             .await
             .map_err(|e| self.err(e))?;

@@ -90,6 +90,7 @@ conformance!(
     key_with_ttl_expires_with_a_delete_event,
     large_values_round_trip,
     hundred_thousand_keys_list_completely_in_pages,
+    ranges_larger_than_a_grpc_message_are_complete,
 );
 
 mod cases {
@@ -566,6 +567,32 @@ mod cases {
         let event = next_event(&mut watch).await.unwrap();
         assert_eq!(event.kv.value, bigger);
         assert_eq!(event.prev.unwrap().value, big);
+    }
+
+    pub async fn ranges_larger_than_a_grpc_message_are_complete(store: Arc<dyn Store>) {
+        // 24 values of 512 KiB: 12 MiB, three times gRPC's default message limit.
+        let value = Bytes::from(vec![b'z'; 512 * 1024]);
+        for i in 0..24 {
+            store
+                .create(&format!("/wide/{i:02}"), value.clone(), None)
+                .await
+                .unwrap();
+        }
+        let all = store.range("/wide", RangeOptions::default()).await.unwrap();
+        assert_eq!(all.kvs.len(), 24);
+        assert!(!all.more);
+        assert!(all.kvs.iter().all(|kv| kv.value == value));
+        let some = store
+            .range(
+                "/wide",
+                RangeOptions {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((some.kvs.len(), some.more), (10, true));
     }
 
     pub async fn hundred_thousand_keys_list_completely_in_pages(store: Arc<dyn Store>) {

@@ -14,6 +14,10 @@ const DATA_REF_PREFIX: &str = "#/$defs/";
 
 pub const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 pub const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
+const INT_OR_STRING_DESCRIPTION: &str =
+    "An int32 or a string: a port number or name, a count or a percentage.";
+const QUANTITY_DESCRIPTION: &str =
+    "A fixed-point number with an optional suffix, such as 100m, 1.5Gi or 2e3.";
 
 /// The document format a definition is written for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -61,23 +65,20 @@ impl Definitions {
         flate2::read::GzDecoder::new(DEFINITIONS_GZ)
             .read_to_end(&mut text)
             .expect("the embedded OpenAPI definitions are gzip");
-        let document: Value =
+        let mut document: Value =
             serde_json::from_slice(&text).expect("the embedded OpenAPI definitions are JSON");
-        let Some(Value::Object(defs)) = document.get("$defs") else {
+        let Value::Object(schemas) = document["$defs"].take() else {
             panic!("the embedded OpenAPI definitions have no $defs");
         };
         let mut kinds = BTreeMap::new();
-        for (name, schema) in defs {
+        for (name, schema) in &schemas {
             for gvk in group_version_kinds(schema) {
                 let key = |field: &str| gvk[field].as_str().unwrap_or_default().to_owned();
-                // Meta kinds (DeleteOptions, WatchEvent) list every group; one definition each.
-                kinds
-                    .entry((key("group"), key("version"), key("kind")))
-                    .or_insert_with(|| name.clone());
+                kinds.insert((key("group"), key("version"), key("kind")), name.clone());
             }
         }
         Self {
-            schemas: defs.clone().into_iter().collect(),
+            schemas: schemas.into_iter().collect(),
             kinds,
         }
     }
@@ -89,6 +90,7 @@ impl Definitions {
             .map(String::as_str)
     }
 
+    #[cfg(test)]
     pub fn contains(&self, name: &str) -> bool {
         self.schemas.contains_key(name)
     }
@@ -118,16 +120,26 @@ impl Definitions {
         group_version: Option<(&str, &str)>,
     ) -> Option<Value> {
         let schema = self.schemas.get(name)?;
-        let mut out = match name {
-            // The generator split these into `oneOf`; upstream writes them as strings.
-            INT_OR_STRING => json!({
-                "description": "An int32 or a string: a port number or name, a count or a percentage.",
+        let mut out = match (name, dialect) {
+            // Upstream's generator writes these two as strings in Swagger 2.0 and as a oneOf of
+            // their JSON types in OpenAPI 3 (the data has neither exactly).
+            (INT_OR_STRING, Dialect::Swagger2) => json!({
+                "description": INT_OR_STRING_DESCRIPTION,
                 "format": "int-or-string",
                 "type": "string",
             }),
-            QUANTITY => json!({
-                "description": "A fixed-point number with an optional suffix, such as 100m, 1.5Gi or 2e3.",
+            (INT_OR_STRING, Dialect::OpenApi3) => json!({
+                "description": INT_OR_STRING_DESCRIPTION,
+                "format": "int-or-string",
+                "oneOf": [{"type": "integer"}, {"type": "string"}],
+            }),
+            (QUANTITY, Dialect::Swagger2) => json!({
+                "description": QUANTITY_DESCRIPTION,
                 "type": "string",
+            }),
+            (QUANTITY, Dialect::OpenApi3) => json!({
+                "description": QUANTITY_DESCRIPTION,
+                "oneOf": [{"type": "string"}, {"type": "number"}],
             }),
             _ => convert(schema, dialect),
         };
@@ -141,9 +153,10 @@ impl Definitions {
                 }
             }
         }
-        if let (Some((group, version)), Some(Value::Array(gvks))) =
-            (group_version, out.get_mut("x-kubernetes-group-version-kind"))
-        {
+        if let (Some((group, version)), Some(Value::Array(gvks))) = (
+            group_version,
+            out.get_mut("x-kubernetes-group-version-kind"),
+        ) {
             let kept: Vec<Value> = gvks
                 .iter()
                 .filter(|gvk| {
@@ -210,9 +223,7 @@ fn convert(schema: &Value, dialect: Dialect) -> Value {
                     .map(|(name, field)| (name.clone(), convert(field, dialect)))
                     .collect(),
             ),
-            ("items" | "additionalProperties" | "not", Value::Object(_)) => {
-                convert(value, dialect)
-            }
+            ("items" | "additionalProperties" | "not", Value::Object(_)) => convert(value, dialect),
             ("allOf" | "anyOf" | "oneOf", Value::Array(options)) => {
                 Value::Array(options.iter().map(|o| convert(o, dialect)).collect())
             }

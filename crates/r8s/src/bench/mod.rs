@@ -1,5 +1,6 @@
 //! `r8s bench …`: benchmarks that print figures, with the reference measured in the same run.
 
+mod api;
 mod store;
 
 use clap::Subcommand;
@@ -8,11 +9,14 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// Durable writes and watch latency: the embedded store against a real etcd.
     Store(store::StoreBenchArgs),
+    /// The API server under load, on the embedded store and on etcd.
+    Api(api::ApiBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
+        BenchCommand::Api(args) => api::run(args).await,
     }
 }
 

@@ -141,8 +141,7 @@ impl TestServer {
 
     /// Creates the objects of a YAML document with `kubectl create -f -`.
     pub fn create(&self, yaml: &str) -> Output {
-        // Client-side validation needs the OpenAPI documents, which r8s does not serve yet.
-        self.kubectl_input(&["create", "--validate=false", "-f", "-"], yaml)
+        self.kubectl_input(&["create", "-f", "-"], yaml)
     }
 
     pub fn create_ok(&self, yaml: &str) {

@@ -1,0 +1,464 @@
+//! `r8s bench api`: the API server under load — creates, gets, lists of 10k objects (from the
+//! store and from the watch cache), watch fan-out to 1,000 watchers, and the server's memory
+//! idle and holding 10k and 100k ConfigMaps — on the embedded store and on etcd. With
+//! `--kubeconfig` it drives any Kubernetes API server the same way, for a side-by-side figure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use r8s_store::etcd_server::EtcdServer;
+use serde::Serialize;
+
+use super::percentile_ms;
+
+#[derive(Args)]
+pub struct ApiBenchArgs {
+    /// Print one JSON object with every figure as the last line.
+    #[arg(long)]
+    json: bool,
+    /// Drive this API server instead of starting r8s servers (memory is then not measured).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Concurrent clients for creates and gets.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Watchers in the fan-out run.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Objects for the list runs.
+    #[arg(long, default_value_t = 10_000)]
+    list_objects: usize,
+    /// Objects for the large memory figure (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    large_objects: usize,
+}
+
+#[derive(Serialize)]
+struct Figure {
+    backend: String,
+    op: &'static str,
+    ops_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mib: Option<f64>,
+}
+
+impl Figure {
+    fn latency(
+        backend: &str,
+        op: &'static str,
+        ops_per_s: f64,
+        mut samples: Vec<Duration>,
+    ) -> Self {
+        samples.sort();
+        Self {
+            backend: backend.to_owned(),
+            op,
+            ops_per_s,
+            p50_ms: percentile_ms(&samples, 50.0),
+            p99_ms: percentile_ms(&samples, 99.0),
+            rss_mib: None,
+        }
+    }
+
+    fn memory(backend: &str, op: &'static str, rss_mib: f64) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            op,
+            ops_per_s: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            rss_mib: Some(rss_mib),
+        }
+    }
+}
+
+/// An `r8s server` started for the benchmark; stopped when dropped.
+struct SpawnedServer {
+    child: Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SpawnedServer {
+    fn start(datastore: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args([
+                "server",
+                "--disable-agent",
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                "0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(endpoint) = datastore {
+            command.args(["--datastore-endpoint", endpoint]);
+        }
+        let mut child = command.spawn().context("cannot start r8s server")?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let ready = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("admin kubeconfig: "));
+        std::thread::spawn(move || lines.for_each(drop));
+        if !ready {
+            bail!("r8s server exited before it was ready");
+        }
+        Ok(Self {
+            child,
+            kubeconfig: dir.path().join("admin.kubeconfig"),
+            _dir: dir,
+        })
+    }
+
+    fn rss_mib(&self) -> anyhow::Result<f64> {
+        rss_mib(self.child.id())
+    }
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib / 1024.0)
+}
+
+async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(Client::try_from(config)?)
+}
+
+pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
+    let mut figures = Vec::new();
+    match &args.kubeconfig {
+        Some(kubeconfig) => {
+            let client = connect(kubeconfig).await?;
+            figures.extend(measure("target", &client, &args, None).await?);
+        }
+        None => {
+            let server = SpawnedServer::start(None)?;
+            let client = connect(&server.kubeconfig).await?;
+            figures.extend(measure("embedded", &client, &args, Some(&server)).await?);
+            drop(server);
+            let etcd_dir = tempfile::tempdir()?;
+            let etcd = EtcdServer::start(etcd_dir.path()).await?;
+            let endpoint = etcd.endpoint().replace("http://", "etcd://");
+            let server = SpawnedServer::start(Some(&endpoint))?;
+            let client = connect(&server.kubeconfig).await?;
+            figures.extend(measure("etcd", &client, &args, Some(&server)).await?);
+        }
+    }
+    println!(
+        "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10}",
+        "backend", "op", "ops/s", "p50 ms", "p99 ms", "RSS MiB"
+    );
+    for f in &figures {
+        match f.rss_mib {
+            Some(rss) => println!(
+                "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10.1}",
+                f.backend, f.op, "", "", "", rss
+            ),
+            None => println!(
+                "{:<9} {:<16} {:>10.0} {:>10.3} {:>10.3}",
+                f.backend, f.op, f.ops_per_s, f.p50_ms, f.p99_ms
+            ),
+        }
+    }
+    println!("watch_fanout latency is from a create's acknowledgement to each watcher seeing it");
+    if args.json {
+        println!("{}", serde_json::json!({ "results": figures }));
+    }
+    Ok(())
+}
+
+fn config_map(name: String, bytes: usize) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("payload".to_owned(), "x".repeat(bytes))])),
+        ..Default::default()
+    }
+}
+
+async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates `count` ConfigMaps named `<prefix>-<i>` from `concurrency` clients, optionally
+/// paced to `rate` per second in all; returns the rate reached and each latency.
+async fn create_many(
+    api: &Api<ConfigMap>,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let api = api.clone();
+            let prefix = prefix.to_owned();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in (w..count).step_by(concurrency) {
+                    if let Some(rate) = rate {
+                        let due = start + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let begun = Instant::now();
+                    api.create(
+                        &PostParams::default(),
+                        &config_map(format!("{prefix}-{i}"), 1024),
+                    )
+                    .await?;
+                    latencies.push(begun.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(count);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok((count as f64 / start.elapsed().as_secs_f64(), latencies))
+}
+
+async fn measure(
+    backend: &str,
+    client: &Client,
+    args: &ApiBenchArgs,
+    server: Option<&SpawnedServer>,
+) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let ns = "r8s-bench";
+    ensure_namespace(client, ns).await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    if let Some(server) = server {
+        figures.push(Figure::memory(backend, "rss_idle", server.rss_mib()?));
+    }
+
+    eprintln!("bench api: {backend}: creates");
+    let (rate, latencies) = create_many(&api, "create", 2000, args.concurrency, None).await?;
+    figures.push(Figure::latency(backend, "create", rate, latencies));
+
+    eprintln!("bench api: {backend}: creates paced at 1000/s");
+    let (rate, latencies) =
+        create_many(&api, "paced", 3000, args.concurrency, Some(1000.0)).await?;
+    figures.push(Figure::latency(
+        backend,
+        "create_1000_per_s",
+        rate,
+        latencies,
+    ));
+
+    eprintln!("bench api: {backend}: gets");
+    let start = Instant::now();
+    let gets = 5000;
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let api = api.clone();
+            let concurrency = args.concurrency;
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in (w..gets).step_by(concurrency) {
+                    let begun = Instant::now();
+                    api.get(&format!("create-{}", i % 2000)).await?;
+                    latencies.push(begun.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    figures.push(Figure::latency(
+        backend,
+        "get",
+        gets as f64 / start.elapsed().as_secs_f64(),
+        latencies,
+    ));
+
+    let have = 5000;
+    if args.list_objects > have {
+        eprintln!(
+            "bench api: {backend}: filling to {} objects",
+            args.list_objects
+        );
+        create_many(
+            &api,
+            "fill",
+            args.list_objects - have,
+            args.concurrency,
+            None,
+        )
+        .await?;
+    }
+    for (op, params) in [
+        ("list_10k", ListParams::default()),
+        ("list_10k_cache", ListParams::default().match_any()),
+    ] {
+        eprintln!("bench api: {backend}: {op}");
+        let mut latencies = Vec::new();
+        let start = Instant::now();
+        for _ in 0..10 {
+            let begun = Instant::now();
+            let list = api.list(&params).await?;
+            latencies.push(begun.elapsed());
+            if list.items.len() < args.list_objects {
+                bail!(
+                    "{op} returned {} objects, expected {}",
+                    list.items.len(),
+                    args.list_objects
+                );
+            }
+        }
+        figures.push(Figure::latency(
+            backend,
+            op,
+            10.0 / start.elapsed().as_secs_f64(),
+            latencies,
+        ));
+    }
+    if let Some(server) = server {
+        figures.push(Figure::memory(backend, "rss_10k", server.rss_mib()?));
+    }
+
+    eprintln!(
+        "bench api: {backend}: watch fan-out to {} watchers",
+        args.watchers
+    );
+    figures.push(fan_out(client, backend, args.watchers).await?);
+
+    if args.large_objects > args.list_objects
+        && let Some(server) = server
+    {
+        eprintln!(
+            "bench api: {backend}: filling to {} objects",
+            args.large_objects
+        );
+        create_many(
+            &api,
+            "large",
+            args.large_objects - args.list_objects,
+            args.concurrency,
+            None,
+        )
+        .await?;
+        figures.push(Figure::memory(backend, "rss_100k", server.rss_mib()?));
+    }
+    Ok(figures)
+}
+
+/// Opens `watchers` watches on one namespace, creates objects in it and measures, for every
+/// watcher and object, the time from the create's acknowledgement to the watcher's event.
+async fn fan_out(client: &Client, backend: &str, watchers: usize) -> anyhow::Result<Figure> {
+    let ns = "r8s-bench-fanout";
+    ensure_namespace(client, ns).await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    const EVENTS: usize = 50;
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let api = api.clone();
+        let seen = seen.clone();
+        let stream = api.watch(&WatchParams::default().timeout(120), "0").await?;
+        tasks.push(tokio::spawn(async move {
+            let mut stream = stream.boxed();
+            let mut count = 0;
+            while let Some(event) = stream.try_next().await? {
+                if let WatchEvent::Added(cm) = event {
+                    let name = cm.metadata.name.unwrap_or_default();
+                    if name.starts_with("fan-") {
+                        seen.lock().expect("poisoned").push((name, Instant::now()));
+                        count += 1;
+                        if count == EVENTS {
+                            break;
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    // Let every watch reach the server before the first event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut acked = HashMap::new();
+    let start = Instant::now();
+    for i in 0..EVENTS {
+        let name = format!("fan-{i}");
+        api.create(&PostParams::default(), &config_map(name.clone(), 256))
+            .await?;
+        acked.insert(name, Instant::now());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .context("a watcher missed events")???;
+    }
+    let elapsed = start.elapsed();
+    let seen = seen.lock().expect("poisoned");
+    let latencies: Vec<Duration> = seen
+        .iter()
+        .map(|(name, at)| at.saturating_duration_since(acked[name]))
+        .collect();
+    let delivered = latencies.len() as f64 / elapsed.as_secs_f64();
+    Ok(Figure::latency(
+        backend,
+        "watch_fanout",
+        delivered,
+        latencies,
+    ))
+}
