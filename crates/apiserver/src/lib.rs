@@ -16,6 +16,7 @@ mod router;
 mod selectors;
 mod server;
 mod status;
+mod strategic;
 mod table;
 mod tls;
 mod watch;

@@ -19,6 +19,7 @@ use crate::objects::{self, Query};
 use crate::router::ResourcePath;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Subject};
+use crate::strategic;
 
 /// How many times a read-modify-write retries after losing a race.
 const MAX_RETRIES: usize = 16;
@@ -346,20 +347,31 @@ impl Registry {
                 serde_json::from_value::<json_patch::Patch>(patch.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?,
             ),
-            PatchKind::Merge => None,
+            PatchKind::Merge | PatchKind::Strategic => None,
+        };
+        let definition = match kind {
+            PatchKind::Strategic => Some(
+                crate::openapi::definitions()
+                    .of_kind(resource.group, resource.version, resource.kind)
+                    .ok_or_else(|| {
+                        ApiError::unsupported_media_type("application/strategic-merge-patch+json")
+                    })?,
+            ),
+            _ => None,
         };
         let subresource = path.subresource.clone();
         self.modify(path, name, query, None, move |current| {
             let mut patched = current.clone();
-            match &json_patch {
-                Some(ops) => json_patch::patch(&mut patched, ops).map_err(|e| {
+            match (&json_patch, definition) {
+                (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "Invalid",
                         format!("the JSON patch could not be applied: {e}"),
                     )
                 })?,
-                None => json_patch::merge(&mut patched, &patch),
+                (None, Some(definition)) => patched = strategic::apply(current, &patch, definition)?,
+                (None, None) => json_patch::merge(&mut patched, &patch),
             }
             // A patch that names a resourceVersion is a precondition on it.
             let wanted = patched["metadata"]["resourceVersion"].as_str().map(str::to_owned);
@@ -586,6 +598,7 @@ impl Registry {
 enum PatchKind {
     Json,
     Merge,
+    Strategic,
 }
 
 impl PatchKind {
@@ -593,11 +606,7 @@ impl PatchKind {
         match content_type.split(';').next().unwrap_or_default().trim() {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
-            "application/strategic-merge-patch+json" => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                "strategic merge patch is not built yet in r8s; use a JSON merge patch (--type=merge) or a JSON patch (--type=json)",
-            )),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
             "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedMediaType",

@@ -667,3 +667,140 @@ fn explain_reads_the_served_openapi() {
     let out = server.kubectl_ok(&["explain", "configmap.data"]);
     assert!(out.contains("map[string]string"), "{out}");
 }
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1
+        ports: [{containerPort: 80}]
+      - name: sidecar
+        image: busybox
+";
+
+#[test]
+fn apply_creates_then_updates_and_prunes_removed_fields() {
+    let server = TestServer::start();
+    let out = server.kubectl_input(
+        &["apply", "-f", "-"],
+        &configmap("applied", "{a: '1', b: '2'}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server.kubectl_input(&["apply", "-f", "-"], &configmap("applied", "{a: '3'}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "applied", "-o", "json"]));
+    assert_eq!(cm["data"], serde_json::json!({ "a": "3" }));
+}
+
+#[test]
+fn apply_merges_containers_by_name() {
+    let server = TestServer::start();
+    let out = server.kubectl_input(&["apply", "-f", "-"], DEPLOYMENT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Someone else adds an env var to the sidecar; our apply changes nginx's image only.
+    server.kubectl_ok(&[
+        "set",
+        "env",
+        "deployment/web",
+        "-c",
+        "sidecar",
+        "MODE=debug",
+    ]);
+    let changed = DEPLOYMENT.replace("nginx:1", "nginx:2");
+    let out = server.kubectl_input(&["apply", "-f", "-"], &changed);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = json(&server.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    let containers = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["image"], "nginx:2");
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 80);
+    assert_eq!(containers[1]["env"][0]["name"], "MODE");
+}
+
+#[test]
+fn patch_defaults_to_strategic_merge() {
+    let server = TestServer::start();
+    server.kubectl_input(&["apply", "-f", "-"], DEPLOYMENT);
+    server.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:2"}]}}}}"#,
+    ]);
+    let d = json(&server.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        containers.len(),
+        2,
+        "the patch merged into the list, not replaced it"
+    );
+    assert_eq!(containers[1]["image"], "busybox:2");
+}
+
+#[test]
+fn diff_shows_a_change_and_applies_nothing() {
+    let server = TestServer::start();
+    server.kubectl_input(&["apply", "-f", "-"], &configmap("d", "{a: '1'}"));
+    let out = server.kubectl_input(&["diff", "-f", "-"], &configmap("d", "{a: '2'}"));
+    // kubectl diff exits 1 when there are differences.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-  a: \"1\"") && diff.contains("+  a: \"2\""),
+        "{diff}"
+    );
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "d", "-o", "json"]));
+    assert_eq!(cm["data"]["a"], "1");
+}
+
+#[test]
+fn edit_changes_an_object_through_an_editor() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("e", "{color: blue}"));
+    let out = Command::new(tools_bin().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["edit", "configmap", "e"])
+        .env("KUBE_EDITOR", "sed -i s/blue/green/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "e", "-o", "json"]));
+    assert_eq!(cm["data"]["color"], "green");
+}

@@ -90,6 +90,11 @@ impl Definitions {
             .map(String::as_str)
     }
 
+    /// A definition by its upstream name.
+    pub fn schema(&self, name: &str) -> Option<&Value> {
+        self.schemas.get(name)
+    }
+
     #[cfg(test)]
     pub fn contains(&self, name: &str) -> bool {
         self.schemas.contains_key(name)

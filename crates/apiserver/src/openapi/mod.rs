@@ -45,9 +45,15 @@ struct Documents {
 }
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(build);
+static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::load);
+
+/// The 1.37 schemas, for strategic merge patch and field validation.
+pub fn definitions() -> &'static Definitions {
+    &DEFINITIONS
+}
 
 fn build() -> Documents {
-    let definitions = Definitions::load();
+    let definitions = definitions();
     let groups = operations::group_versions(&definitions);
     let v2 = to_bytes(&render::swagger(&groups, &definitions));
     let mut v3 = BTreeMap::new();
