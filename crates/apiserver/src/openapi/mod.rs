@@ -54,13 +54,13 @@ pub fn definitions() -> &'static Definitions {
 
 fn build() -> Documents {
     let definitions = definitions();
-    let groups = operations::group_versions(&definitions);
-    let v2 = to_bytes(&render::swagger(&groups, &definitions));
+    let groups = operations::group_versions(definitions);
+    let v2 = to_bytes(&render::swagger(&groups, definitions));
     let mut v3 = BTreeMap::new();
     let mut index = Map::new();
     for gv in &groups {
         let key = gv.key();
-        let document = to_bytes(&render::openapi3(gv, &definitions));
+        let document = to_bytes(&render::openapi3(gv, definitions));
         // Clients cache a document under its URL for good, so the URL names its content.
         let url = format!("/openapi/v3/{key}?hash={}", content_hash(&document));
         index.insert(key.clone(), json!({ "serverRelativeURL": url }));
