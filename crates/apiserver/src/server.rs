@@ -274,7 +274,7 @@ async fn resource_request(
         if as_table {
             Ok(json_response(
                 StatusCode::OK,
-                &table::render(&value, include),
+                &table::render(&value, include, r8s_api::kinds::behaviour(path.resource)),
                 "application/json;as=Table;g=meta.k8s.io;v=v1",
             ))
         } else {

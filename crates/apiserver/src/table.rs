@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use r8s_api::kinds::Kind;
+
 use crate::objects::name_of;
 
 /// Whether the client asked for a Table.
@@ -44,10 +46,30 @@ fn columns() -> Value {
     ])
 }
 
-fn row(object: &Value, include: Include) -> Value {
-    let mut row = json!({
-        "cells": [name_of(object), object["metadata"]["creationTimestamp"]],
-    });
+fn kind_columns(kind: &dyn Kind) -> Value {
+    match kind.columns() {
+        Some(columns) => columns
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "type": c.kind,
+                    "format": c.format,
+                    "description": c.description,
+                    "priority": c.priority,
+                })
+            })
+            .collect(),
+        None => columns(),
+    }
+}
+
+fn row(object: &Value, include: Include, kind: &dyn Kind) -> Value {
+    let cells = match kind.columns() {
+        Some(_) => Value::Array(kind.cells(object)),
+        None => json!([name_of(object), object["metadata"]["creationTimestamp"]]),
+    };
+    let mut row = json!({ "cells": cells });
     match include {
         Include::None => {}
         Include::Metadata => {
@@ -62,18 +84,21 @@ fn row(object: &Value, include: Include) -> Value {
     row
 }
 
-/// A Table of one object or of a list's items.
-pub fn render(value: &Value, include: Include) -> Value {
+/// A Table of one object or of a list's items, with the kind's own columns when it has them.
+pub fn render(value: &Value, include: Include, kind: &dyn Kind) -> Value {
     let (rows, metadata) = match value["items"].as_array() {
         Some(items) => (
-            items.iter().map(|o| row(o, include)).collect::<Vec<_>>(),
+            items
+                .iter()
+                .map(|o| row(o, include, kind))
+                .collect::<Vec<_>>(),
             json!({
                 "resourceVersion": value["metadata"]["resourceVersion"],
                 "continue": value["metadata"]["continue"],
             }),
         ),
         None => (
-            vec![row(value, include)],
+            vec![row(value, include, kind)],
             json!({ "resourceVersion": value["metadata"]["resourceVersion"] }),
         ),
     };
@@ -85,7 +110,7 @@ pub fn render(value: &Value, include: Include) -> Value {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
-        "columnDefinitions": columns(),
+        "columnDefinitions": kind_columns(kind),
         "rows": rows,
     })
 }

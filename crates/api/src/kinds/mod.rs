@@ -31,6 +31,20 @@ pub struct Allocation {
     pub field: Vec<String>,
 }
 
+/// A column of the table `kubectl get` prints (server-side printing).
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// As upstream names it: `Name`, `Ready`, `Age`, …
+    pub name: &'static str,
+    /// `string`, `integer`, `number`, `boolean` or `date`.
+    pub kind: &'static str,
+    /// `name` for the name column, otherwise usually empty.
+    pub format: &'static str,
+    pub description: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    pub priority: i32,
+}
+
 /// What DELETE does with an object that has no metadata finalizers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {
@@ -73,6 +87,17 @@ pub trait Kind: Sync {
 
     /// Fields that may not change from `old` to `new`.
     fn immutable_fields(&self, _old: &Value, _new: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// The columns of this kind's table, as upstream's printers define them; `None` gives the
+    /// default Name and Created At.
+    fn columns(&self) -> Option<&'static [Column]> {
+        None
+    }
+
+    /// One row's cells, in [`Kind::columns`] order (ages as upstream prints them: `5m`, `2d`).
+    fn cells(&self, _object: &Value) -> Vec<Value> {
         Vec::new()
     }
 
