@@ -9,6 +9,7 @@ mod allocator;
 mod bootstrap;
 mod cache;
 mod discovery;
+mod fields;
 mod objects;
 mod openapi;
 mod registry;

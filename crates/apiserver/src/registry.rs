@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::allocator::{self, Allocator, Claim, Owner};
 use crate::cache::WatchCache;
+use crate::fields::{self, Validation};
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -171,10 +172,11 @@ impl Registry {
         path: &ResourcePath,
         body: Body,
         query: &Query,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let resource = path.resource;
         let mut object = body.object;
         check_type(resource, &mut object)?;
+        let warnings = prune(resource, &mut object, query)?;
         let meta = object["metadata"].take();
         let mut meta = match meta {
             Value::Object(map) => map,
@@ -261,7 +263,7 @@ impl Registry {
             if self.store.get(&key).await.ok().flatten().is_some() {
                 return Err(ApiError::already_exists(Self::subject(path, &name)));
             }
-            return Ok(object);
+            return Ok((object, warnings));
         }
         let owner = Owner {
             resource,
@@ -290,7 +292,7 @@ impl Registry {
             }
         };
         objects::set_resource_version(&mut object, revision);
-        Ok(object)
+        Ok((object, warnings))
     }
 
     /// PUT: replaces the object (or, for the status subresource, its status only).
@@ -300,10 +302,11 @@ impl Registry {
         name: &str,
         body: Body,
         query: &Query,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let resource = path.resource;
         let mut object = body.object;
         check_type(resource, &mut object)?;
+        let warnings = prune(resource, &mut object, query)?;
         let body_name = objects::name_of(&object);
         if body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -318,15 +321,17 @@ impl Registry {
                 _ => None,
             };
         let subresource = path.subresource.clone();
-        self.modify(path, name, query, expected, move |current| {
-            Ok(merge_update(
-                resource,
-                subresource.as_deref(),
-                current,
-                object.clone(),
-            ))
-        })
-        .await
+        let updated = self
+            .modify(path, name, query, expected, move |current| {
+                Ok(merge_update(
+                    resource,
+                    subresource.as_deref(),
+                    current,
+                    object.clone(),
+                ))
+            })
+            .await?;
+        Ok((updated, warnings))
     }
 
     /// PATCH with a JSON patch or a JSON merge patch.
@@ -337,7 +342,7 @@ impl Registry {
         content_type: &str,
         patch: Bytes,
         query: &Query,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let resource = path.resource;
         let kind = PatchKind::from_content_type(content_type)?;
         let patch: Value = serde_json::from_slice(&patch)
@@ -360,7 +365,8 @@ impl Registry {
             _ => None,
         };
         let subresource = path.subresource.clone();
-        self.modify(path, name, query, None, move |current| {
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let updated = self.modify(path, name, query, None, |current| {
             let mut patched = current.clone();
             match (&json_patch, definition) {
                 (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
@@ -382,9 +388,12 @@ impl Registry {
                         "the object has been modified; please apply your changes to the latest version and try again",
                     ));
                 }
+            let unknown = prune(resource, &mut patched, query)?;
+            *warnings.lock().expect("poisoned") = unknown;
             Ok(merge_update(resource, subresource.as_deref(), current, patched))
         })
-        .await
+        .await?;
+        Ok((updated, warnings.into_inner().expect("poisoned")))
     }
 
     /// Read, change, compare-and-swap; retried when another writer got in between, unless the
@@ -797,4 +806,24 @@ fn finalized(resource: &Resource, object: &Value) -> bool {
         .is_some_and(|f| !f.is_empty());
     let mut probe = object.clone();
     !metadata_pending && kinds::behaviour(resource).on_delete(&mut probe) == Deletion::Now
+}
+
+/// Drops fields the kind's schema does not have: an error under `fieldValidation=Strict`,
+/// warnings otherwise (none under `Ignore`).
+fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<String>, ApiError> {
+    let validation = Validation::parse(query.field_validation.as_deref())?;
+    let unknown = fields::prune_unknown(resource.group, resource.version, resource.kind, object);
+    match validation {
+        _ if unknown.is_empty() => Ok(Vec::new()),
+        Validation::Strict => Err(fields::strict_error(
+            resource.kind,
+            &resource.api_version(),
+            &unknown,
+        )),
+        Validation::Warn => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect()),
+        Validation::Ignore => Ok(Vec::new()),
+    }
 }

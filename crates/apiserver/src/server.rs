@@ -324,30 +324,26 @@ async fn resource_request(
                 return Err(refuse("create"));
             }
             let object = read_object(request, &content_type).await?;
-            let created = registry.create(path, Body { object }, &query).await?;
-            ok(StatusCode::CREATED, created)
+            let (created, warnings) = registry.create(path, Body { object }, &query).await?;
+            with_warnings(ok(StatusCode::CREATED, created), &warnings)
         }
         (&Method::PUT, Some(name)) => {
             if !verb_allowed("update") {
                 return Err(refuse("update"));
             }
             let object = read_object(request, &content_type).await?;
-            ok(
-                StatusCode::OK,
-                registry.update(path, name, Body { object }, &query).await?,
-            )
+            let (updated, warnings) = registry.update(path, name, Body { object }, &query).await?;
+            with_warnings(ok(StatusCode::OK, updated), &warnings)
         }
         (&Method::PATCH, Some(name)) => {
             if !verb_allowed("patch") {
                 return Err(refuse("patch"));
             }
             let patch = read_body(request).await?;
-            ok(
-                StatusCode::OK,
-                registry
-                    .patch(path, name, &content_type, patch, &query)
-                    .await?,
-            )
+            let (patched, warnings) = registry
+                .patch(path, name, &content_type, patch, &query)
+                .await?;
+            with_warnings(ok(StatusCode::OK, patched), &warnings)
         }
         (&Method::DELETE, Some(name)) => {
             if !verb_allowed("delete") {
@@ -369,6 +365,21 @@ async fn resource_request(
             "{method} is not allowed on this path"
         ))),
     }
+}
+
+/// Adds one `Warning: 299 - "…"` header per warning, as upstream reports them.
+fn with_warnings(
+    response: Result<Response<ResponseBody>, ApiError>,
+    warnings: &[String],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut response = response?;
+    for warning in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(response)
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {

@@ -804,3 +804,56 @@ fn edit_changes_an_object_through_an_editor() {
     let cm = json(&server.kubectl_ok(&["get", "configmap", "e", "-o", "json"]));
     assert_eq!(cm["data"]["color"], "green");
 }
+
+#[test]
+fn unknown_fields_are_refused_under_strict_validation() {
+    let server = TestServer::start();
+    let out =
+        server.create("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ncolour: blue\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"strict decoding error: unknown field "colour""#),
+        "{stderr}"
+    );
+    assert!(
+        !server
+            .kubectl(&["get", "configmap", "typo"])
+            .status
+            .success(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn unknown_fields_are_dropped_with_a_warning_by_default() {
+    let server = TestServer::start();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let body = r#"{"metadata":{"name":"w"},"data":{"a":"b"},"colour":"blue"}"#;
+    let (code, text) = server.curl(&[
+        "-D",
+        "/dev/stderr",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        body,
+        &url,
+    ]);
+    assert_eq!(code, 201, "{text}");
+    assert!(
+        json(&text).get("colour").is_none(),
+        "the unknown field is not stored"
+    );
+    let out = server.kubectl_input(
+        &["create", "--validate=warn", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w2\ncolour: blue\n",
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"unknown field "colour""#),
+        "kubectl shows the server's warning: {stderr}"
+    );
+}
