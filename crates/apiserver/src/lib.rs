@@ -14,6 +14,7 @@ mod objects;
 mod openapi;
 mod registry;
 mod router;
+mod scale;
 mod selectors;
 mod server;
 mod status;

@@ -398,7 +398,7 @@ impl Registry {
 
     /// Read, change, compare-and-swap; retried when another writer got in between, unless the
     /// client pinned a resourceVersion.
-    async fn modify<F>(
+    pub(crate) async fn modify<F>(
         &self,
         path: &ResourcePath,
         name: &str,

@@ -19,6 +19,7 @@ use crate::objects::Query;
 use crate::openapi;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
+use crate::scale;
 use crate::status::ApiError;
 use crate::table;
 use crate::tls::Identity;
@@ -246,6 +247,9 @@ async fn resource_request(
         if path.resource.has_subresource(sub).is_none() {
             return Err(ApiError::not_found_path());
         }
+        if sub == "scale" {
+            return scale_request(registry, path, request, &query, &content_type).await;
+        }
         if r8s_api::kinds::behaviour(path.resource)
             .subresource_fields(sub)
             .is_none()
@@ -365,6 +369,35 @@ async fn resource_request(
             "{method} is not allowed on this path"
         ))),
     }
+}
+
+async fn scale_request(
+    registry: &Registry,
+    path: &ResourcePath,
+    request: Request<Incoming>,
+    query: &Query,
+    content_type: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let Some(name) = path.name.as_deref() else {
+        return Err(ApiError::not_found_path());
+    };
+    let scale = match request.method().clone() {
+        Method::GET => scale::get(registry, path, name).await?,
+        Method::PUT => {
+            let body = read_object(request, content_type).await?;
+            scale::update(registry, path, name, body, query).await?
+        }
+        Method::PATCH => {
+            let patch = read_body(request).await?;
+            scale::patch(registry, path, name, content_type, patch, query).await?
+        }
+        other => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{other} is not allowed on the scale subresource"
+            )));
+        }
+    };
+    Ok(json_response(StatusCode::OK, &scale, "application/json"))
 }
 
 /// Adds one `Warning: 299 - "…"` header per warning, as upstream reports them.

@@ -857,3 +857,47 @@ fn unknown_fields_are_dropped_with_a_warning_by_default() {
         "kubectl shows the server's warning: {stderr}"
     );
 }
+
+#[test]
+fn scale_changes_the_desired_replicas() {
+    let server = TestServer::start();
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    server.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    let d = json(&server.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 5);
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/default/deployments/web/scale",
+        server.url
+    );
+    let (code, body) = server.curl(&[&url]);
+    assert_eq!(code, 200, "{body}");
+    let scale = json(&body);
+    assert_eq!(
+        (scale["kind"].as_str(), scale["apiVersion"].as_str()),
+        (Some("Scale"), Some("autoscaling/v1"))
+    );
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    // A Scale naming an old resourceVersion conflicts.
+    let stale = r#"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web","namespace":"default","resourceVersion":"1"},"spec":{"replicas":1}}"#;
+    let (code, body) = server.curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        stale,
+        &url,
+    ]);
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        json(&server.kubectl_ok(&["get", "deployment", "web", "-o", "json"]))["spec"]["replicas"],
+        5
+    );
+}
