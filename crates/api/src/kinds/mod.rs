@@ -2,8 +2,27 @@
 //! generic server calls it through [`Kind`]. A resource without a file behaves as every
 //! object does by default.
 
+mod configmaps;
+mod cronjobs;
+mod daemonsets;
+mod deployments;
+mod endpoints;
+mod events;
+mod horizontalpodautoscalers;
+mod ingresses;
+mod jobs;
+mod leases;
 mod namespaces;
+mod nodes;
+mod persistentvolumeclaims;
+mod persistentvolumes;
+mod pods;
+mod printing;
+mod replicasets;
+mod secrets;
+mod serviceaccounts;
 mod services;
+mod statefulsets;
 
 use serde_json::Value;
 
@@ -114,8 +133,30 @@ impl Kind for Default {}
 /// The behaviour of a resource's objects.
 pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
     match (resource.group, resource.plural) {
+        ("", "configmaps") => &configmaps::ConfigMaps,
+        ("", "endpoints") => &endpoints::Endpoints,
+        // Core and events.k8s.io events are the same objects, printed alike.
+        ("", "events") | ("events.k8s.io", "events") => &events::Events,
         ("", "namespaces") => &namespaces::Namespaces,
+        ("", "nodes") => &nodes::Nodes,
+        ("", "persistentvolumeclaims") => &persistentvolumeclaims::PersistentVolumeClaims,
+        ("", "persistentvolumes") => &persistentvolumes::PersistentVolumes,
+        ("", "pods") => &pods::Pods,
+        ("", "secrets") => &secrets::Secrets,
+        ("", "serviceaccounts") => &serviceaccounts::ServiceAccounts,
         ("", "services") => &services::Services,
+        ("apps", "daemonsets") => &daemonsets::DaemonSets,
+        ("apps", "deployments") => &deployments::Deployments,
+        ("apps", "replicasets") => &replicasets::ReplicaSets,
+        ("apps", "statefulsets") => &statefulsets::StatefulSets,
+        // Served as autoscaling v2 and v1; one printer reads both shapes.
+        ("autoscaling", "horizontalpodautoscalers") => {
+            &horizontalpodautoscalers::HorizontalPodAutoscalers
+        }
+        ("batch", "cronjobs") => &cronjobs::CronJobs,
+        ("batch", "jobs") => &jobs::Jobs,
+        ("coordination.k8s.io", "leases") => &leases::Leases,
+        ("networking.k8s.io", "ingresses") => &ingresses::Ingresses,
         _ => &Default,
     }
 }

@@ -70,6 +70,25 @@ impl Kind for Namespaces {
             Deletion::Now
         }
     }
+
+    fn columns(&self) -> Option<&'static [super::Column]> {
+        use super::printing::{AGE, NAME, column};
+        const COLUMNS: &[super::Column] = &[
+            NAME,
+            column("Status", "string", "The status of the namespace"),
+            AGE,
+        ];
+        Some(COLUMNS)
+    }
+
+    fn cells(&self, object: &Value) -> Vec<Value> {
+        use super::printing::{self, text};
+        vec![
+            printing::name(object),
+            text(&object["status"]["phase"]).into(),
+            printing::age(object, time::OffsetDateTime::now_utc()),
+        ]
+    }
 }
 
 #[cfg(test)]

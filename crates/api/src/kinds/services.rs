@@ -210,6 +210,95 @@ impl Kind for Services {
         }
         Vec::new()
     }
+
+    fn columns(&self) -> Option<&'static [super::Column]> {
+        use super::printing::{AGE, NAME, column, wide};
+        const COLUMNS: &[super::Column] = &[
+            NAME,
+            column(
+                "Type",
+                "string",
+                "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types",
+            ),
+            column(
+                "Cluster-IP",
+                "string",
+                "clusterIP is the IP address of the service and is usually assigned randomly. If an address is specified manually, is in-range (as per system configuration), and is not in use, it will be allocated to the service; otherwise creation of the service will fail. This field may not be changed through updates unless the type field is also being changed to ExternalName (which requires this field to be blank) or the type field is being changed from ExternalName (in which case this field may optionally be specified, as describe above).  Valid values are \"None\", empty string (\"\"), or a valid IP address. Setting this to \"None\" makes a \"headless service\" (no virtual IP), which is useful when direct endpoint connections are preferred and proxying is not required.  Only applies to types ClusterIP, NodePort, and LoadBalancer. If this field is specified when creating a Service of type ExternalName, creation will fail. This field will be wiped when updating a Service to type ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies",
+            ),
+            column(
+                "External-IP",
+                "string",
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.  These IPs are not managed by Kubernetes.  The user is responsible for ensuring that traffic arrives at a node with this IP.  A common example is external load-balancers that are not part of the Kubernetes system.",
+            ),
+            column(
+                "Port(s)",
+                "string",
+                "The list of ports that are exposed by this service. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies",
+            ),
+            AGE,
+            wide(
+                "Selector",
+                "string",
+                "Route service traffic to pods with label keys and values matching this selector. If empty or not present, the service is assumed to have an external process managing its endpoints, which Kubernetes will not modify. Only applies to types ClusterIP, NodePort, and LoadBalancer. Ignored if type is ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/",
+            ),
+        ];
+        Some(COLUMNS)
+    }
+
+    fn cells(&self, object: &Value) -> Vec<Value> {
+        use super::printing::{self, items, text};
+        let spec = &object["spec"];
+        // `clusterIP` wins over `clusterIPs`, as upstream's conversion decides.
+        let cluster_ip = match text(&spec["clusterIP"]) {
+            "" => spec["clusterIPs"][0].as_str().unwrap_or("<none>"),
+            ip => ip,
+        };
+        let external_ips: Vec<&str> = items(&spec["externalIPs"]).iter().map(text).collect();
+        let external_ip = match text(&spec["type"]) {
+            "ClusterIP" | "NodePort" if external_ips.is_empty() => "<none>".into(),
+            "ClusterIP" | "NodePort" => external_ips.join(","),
+            "LoadBalancer" => {
+                let balancers =
+                    printing::load_balancer_addresses(&object["status"]["loadBalancer"]["ingress"]);
+                let all: Vec<&str> = Some(balancers.as_str())
+                    .filter(|b| !b.is_empty())
+                    .into_iter()
+                    .chain(external_ips)
+                    .collect();
+                if all.is_empty() {
+                    "<pending>".into()
+                } else {
+                    all.join(",")
+                }
+            }
+            "ExternalName" => text(&spec["externalName"]).to_owned(),
+            _ => "<unknown>".into(),
+        };
+        let ports: Vec<String> = items(&spec["ports"])
+            .iter()
+            .map(|p| {
+                let (port, protocol) = (p["port"].as_i64().unwrap_or(0), text(&p["protocol"]));
+                match p["nodePort"].as_i64().unwrap_or(0) {
+                    0 => format!("{port}/{protocol}"),
+                    node_port => format!("{port}:{node_port}/{protocol}"),
+                }
+            })
+            .collect();
+        let ports = if ports.is_empty() {
+            "<none>".into()
+        } else {
+            ports.join(",")
+        };
+        vec![
+            printing::name(object),
+            spec["type"].as_str().unwrap_or_default().into(),
+            cluster_ip.into(),
+            external_ip.into(),
+            ports.into(),
+            printing::age(object, time::OffsetDateTime::now_utc()),
+            printing::format_labels(&spec["selector"]).into(),
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,94 @@
+//! ReplicaSets: the `kubectl get replicasets` table (desired, current, ready).
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, int, wide};
+use super::{Column, Kind};
+
+pub struct ReplicaSets;
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    column(
+        "Desired",
+        "integer",
+        "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller",
+    ),
+    column(
+        "Current",
+        "integer",
+        "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset",
+    ),
+    column(
+        "Ready",
+        "integer",
+        "The number of non-terminating pods targeted by this ReplicaSet with a Ready Condition.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide(
+        "Selector",
+        "string",
+        "Selector is a label query over pods that should match the replica count. If the selector is empty, it is defaulted to the labels present on the pod template. Label keys and values that must match in order to be controlled by this replica set. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+    ),
+];
+
+impl Kind for ReplicaSets {
+    fn columns(&self) -> Option<&'static [Column]> {
+        Some(COLUMNS)
+    }
+
+    fn cells(&self, object: &Value) -> Vec<Value> {
+        row(object, OffsetDateTime::now_utc())
+    }
+}
+
+fn row(replica_set: &Value, now: OffsetDateTime) -> Vec<Value> {
+    let (spec, status) = (&replica_set["spec"], &replica_set["status"]);
+    let [containers, images] = printing::container_cells(&spec["template"]["spec"]);
+    vec![
+        printing::name(replica_set),
+        int(&spec["replicas"]).into(),
+        int(&status["replicas"]).into(),
+        int(&status["readyReplicas"]).into(),
+        printing::age(replica_set, now),
+        containers,
+        images,
+        printing::format_label_selector(&spec["selector"]).into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::printing::at;
+    use serde_json::json;
+
+    #[test]
+    fn a_replica_set_shows_desired_current_and_ready_counts() {
+        let replica_set = json!({
+            "metadata": { "name": "web-7d9f", "creationTimestamp": "2026-03-01T09:00:00Z" },
+            "spec": {
+                "replicas": 3,
+                "selector": { "matchLabels": { "app": "web", "pod-template-hash": "7d9f" } },
+                "template": { "spec": { "containers": [{ "name": "nginx", "image": "nginx" }] } },
+            },
+            "status": { "replicas": 3, "readyReplicas": 1 },
+        });
+        assert_eq!(
+            json!(row(&replica_set, at("2026-03-01T12:00:00Z"))),
+            json!([
+                "web-7d9f",
+                3,
+                3,
+                1,
+                "3h",
+                "nginx",
+                "nginx",
+                "app=web,pod-template-hash=7d9f"
+            ])
+        );
+    }
+}

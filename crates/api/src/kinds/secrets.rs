@@ -1,0 +1,64 @@
+//! Secrets: the `kubectl get secrets` table (type and how many keys they hold).
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::printing::{self, AGE, NAME, column, text};
+use super::{Column, Kind};
+
+pub struct Secrets;
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    column(
+        "Type",
+        "string",
+        "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types",
+    ),
+    column(
+        "Data",
+        "string",
+        "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4",
+    ),
+    AGE,
+];
+
+impl Kind for Secrets {
+    fn columns(&self) -> Option<&'static [Column]> {
+        Some(COLUMNS)
+    }
+
+    fn cells(&self, object: &Value) -> Vec<Value> {
+        row(object, OffsetDateTime::now_utc())
+    }
+}
+
+fn row(secret: &Value, now: OffsetDateTime) -> Vec<Value> {
+    let data = secret["data"].as_object().map_or(0, |m| m.len());
+    vec![
+        printing::name(secret),
+        text(&secret["type"]).into(),
+        (data as i64).into(),
+        printing::age(secret, now),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::printing::at;
+    use serde_json::json;
+
+    #[test]
+    fn a_secret_shows_its_type_and_key_count() {
+        let secret = json!({
+            "metadata": { "name": "tls", "creationTimestamp": "2026-02-01T12:00:00Z" },
+            "type": "kubernetes.io/tls",
+            "data": { "tls.crt": "Yw==", "tls.key": "aw==" },
+        });
+        assert_eq!(
+            json!(row(&secret, at("2026-03-01T12:00:00Z"))),
+            json!(["tls", "kubernetes.io/tls", 2, "28d"])
+        );
+    }
+}
