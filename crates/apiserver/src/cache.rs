@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use r8s_api::Resource;
 use r8s_store::{EventKind, RangeOptions, Revision, Store};
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast};
@@ -19,21 +20,59 @@ const HISTORY: usize = 10_000;
 /// Events buffered for a slow watcher before it is cut off (it then re-watches).
 const FAN_OUT_BUFFER: usize = 4096;
 
-/// One change, decoded and serialized once for every watcher.
+/// One object as the cache keeps it: its JSON, serialized once, and the few fields selectors
+/// read. Keeping text rather than a parsed tree halves the memory and lets lists be written
+/// without serializing again.
+pub struct CachedObject {
+    pub json: Arc<str>,
+    /// `metadata.name`, `metadata.namespace`, `metadata.labels` and the kind's selectable
+    /// fields, at their usual paths.
+    pub selectable: Value,
+}
+
+impl CachedObject {
+    fn new(object: &Value, fields: &[&str]) -> Self {
+        let meta = &object["metadata"];
+        let mut selectable = serde_json::json!({
+            "metadata": { "name": meta["name"], "namespace": meta["namespace"], "labels": meta["labels"] },
+        });
+        for field in fields {
+            let mut source = object;
+            for part in field.split('.') {
+                source = &source[part];
+            }
+            let mut target = &mut selectable;
+            for part in field.split('.') {
+                target = &mut target[part];
+            }
+            *target = source.clone();
+        }
+        Self {
+            json: object.to_string().into(),
+            selectable,
+        }
+    }
+
+    /// The full object, parsed again (for tables and for clients that need the tree).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// One change, serialized once for every watcher.
 pub struct CachedEvent {
     pub revision: Revision,
     pub key: String,
     pub kind: EventKind,
     /// The object after the change; for a delete, the last state stamped with the delete's
     /// revision, as upstream sends it.
-    pub object: Arc<Value>,
-    pub object_json: Arc<str>,
+    pub object: Arc<CachedObject>,
     /// The object before the change.
-    pub previous: Option<Arc<Value>>,
+    pub previous: Option<Arc<CachedObject>>,
 }
 
 struct State {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     revision: Revision,
     /// Every event after `floor` is in `history`.
     floor: Revision,
@@ -43,6 +82,8 @@ struct State {
 
 pub struct ResourceCache {
     state: RwLock<State>,
+    /// The kind's selectable fields, kept with each object.
+    fields: &'static [&'static str],
 }
 
 /// Where a new watch starts.
@@ -55,7 +96,7 @@ pub enum Start {
 
 /// A registered watcher's beginning: what to send first, then the live events.
 pub struct Subscription {
-    pub initial: Vec<Arc<Value>>,
+    pub initial: Vec<Arc<CachedObject>>,
     pub replay: Vec<Arc<CachedEvent>>,
     pub revision: Revision,
     pub live: broadcast::Receiver<Arc<CachedEvent>>,
@@ -101,7 +142,7 @@ impl ResourceCache {
     }
 
     /// The current objects under `key_prefix` and the revision they are at.
-    pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+    pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().expect("cache lock poisoned");
         let objects = state
             .objects
@@ -118,7 +159,7 @@ impl ResourceCache {
         let previous = state.objects.get(&event.kv.key).cloned();
         let object = match event.kind {
             EventKind::Put => match objects::decode(&event.kv.value, revision) {
-                Ok(object) => Arc::new(object),
+                Ok(object) => Arc::new(CachedObject::new(&object, self.fields)),
                 Err(e) => {
                     tracing::warn!(key = %event.kv.key, error = %e, "undecodable object skipped");
                     return;
@@ -126,9 +167,9 @@ impl ResourceCache {
             },
             EventKind::Delete => {
                 let Some(last) = &previous else { return };
-                let mut last = (**last).clone();
+                let mut last = last.value();
                 objects::set_resource_version(&mut last, revision);
-                Arc::new(last)
+                Arc::new(CachedObject::new(&last, self.fields))
             }
         };
         match event.kind {
@@ -139,16 +180,15 @@ impl ResourceCache {
             revision,
             key: event.kv.key,
             kind: event.kind,
-            object_json: object.to_string().into(),
             object,
             previous,
         });
         state.revision = revision;
         state.history.push_back(cached.clone());
-        if state.history.len() > HISTORY
-            && let Some(dropped) = state.history.pop_front()
-        {
-            state.floor = dropped.revision;
+        if state.history.len() > HISTORY {
+            if let Some(dropped) = state.history.pop_front() {
+                state.floor = dropped.revision;
+            }
         }
         // Sent under the lock, so subscribers registered before see it and later ones don't.
         let _ = state.events.send(cached);
@@ -169,13 +209,15 @@ impl WatchCache {
         }
     }
 
-    /// The cache of the resource stored under `prefix`, filled before it is returned.
-    pub async fn resource(&self, prefix: &str) -> Result<Arc<ResourceCache>, ApiError> {
+    /// The cache of a resource, filled before it is returned.
+    pub async fn resource(&self, resource: &Resource) -> Result<Arc<ResourceCache>, ApiError> {
+        let prefix = resource.storage_prefix();
         let mut resources = self.resources.lock().await;
-        if let Some(cache) = resources.get(prefix) {
+        if let Some(cache) = resources.get(&prefix) {
             return Ok(cache.clone());
         }
-        let (objects, revision) = list(&*self.store, prefix).await?;
+        let fields = r8s_api::kinds::behaviour(resource).selectable_fields();
+        let (objects, revision) = list(&*self.store, &prefix, fields).await?;
         let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
         let cache = Arc::new(ResourceCache {
             state: RwLock::new(State {
@@ -185,9 +227,10 @@ impl WatchCache {
                 history: VecDeque::new(),
                 events,
             }),
+            fields,
         });
-        tokio::spawn(feed(self.store.clone(), prefix.to_owned(), cache.clone()));
-        resources.insert(prefix.to_owned(), cache.clone());
+        tokio::spawn(feed(self.store.clone(), prefix.clone(), cache.clone()));
+        resources.insert(prefix, cache.clone());
         Ok(cache)
     }
 }
@@ -195,7 +238,8 @@ impl WatchCache {
 async fn list(
     store: &dyn Store,
     prefix: &str,
-) -> Result<(BTreeMap<String, Arc<Value>>, Revision), ApiError> {
+    fields: &[&str],
+) -> Result<(BTreeMap<String, Arc<CachedObject>>, Revision), ApiError> {
     let snapshot = store
         .range(prefix, RangeOptions::default())
         .await
@@ -204,7 +248,7 @@ async fn list(
     for kv in snapshot.kvs {
         match objects::decode(&kv.value, kv.mod_revision) {
             Ok(object) => {
-                objects.insert(kv.key, Arc::new(object));
+                objects.insert(kv.key, Arc::new(CachedObject::new(&object, fields)));
             }
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "undecodable object skipped"),
         }
@@ -231,7 +275,7 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot watch the store"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match list(&*store, &prefix).await {
+        match list(&*store, &prefix, cache.fields).await {
             Ok((objects, revision)) => {
                 let mut state = cache.state.write().expect("cache lock poisoned");
                 let (events, _) = broadcast::channel(FAN_OUT_BUFFER);

@@ -72,19 +72,14 @@ impl ApiServer {
             .context("cannot create the cluster's initial objects")?;
         // Every watchable resource gets its cache now, as upstream's does, so watches resuming
         // from any revision since the start are served from history.
-        let mut prefixes: Vec<String> = r8s_api::catalogue()
-            .iter()
-            .filter(|r| r.verbs.contains(&"watch"))
-            .map(|r| r.storage_prefix())
-            .collect();
-        prefixes.sort();
-        prefixes.dedup();
-        for prefix in prefixes {
-            registry
-                .cache
-                .resource(&prefix)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot fill the watch cache of {prefix}: {e}"))?;
+        let mut seen = std::collections::HashSet::new();
+        for resource in r8s_api::catalogue() {
+            if !resource.verbs.contains(&"watch") || !seen.insert(resource.storage_prefix()) {
+                continue;
+            }
+            registry.cache.resource(resource).await.map_err(|e| {
+                anyhow::anyhow!("cannot fill the watch cache of {}: {e}", resource.plural)
+            })?;
         }
         let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
             .context("cannot set up TLS")?;

@@ -14,7 +14,7 @@ use r8s_store::{RangeOptions, Revision, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::allocator::{self, Allocator, Claim, Owner};
-use crate::cache::WatchCache;
+use crate::cache::{CachedObject, WatchCache};
 use crate::fields::{self, Validation};
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
@@ -29,6 +29,62 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     pub allocator: Allocator,
     pub cache: WatchCache,
+}
+
+/// A list's answer: built as a tree, or the watch cache's serialized objects, written out
+/// without serializing them again.
+pub enum Listing {
+    Value(Value),
+    Cached {
+        resource: &'static Resource,
+        revision: Revision,
+        objects: Vec<Arc<CachedObject>>,
+    },
+}
+
+impl Listing {
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(value) => value,
+            Self::Cached {
+                resource,
+                revision,
+                objects,
+            } => json!({
+                "kind": format!("{}List", resource.kind),
+                "apiVersion": resource.api_version(),
+                "metadata": { "resourceVersion": revision.to_string() },
+                "items": objects.iter().map(|o| o.value()).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Value(value) => Bytes::from(value.to_string()),
+            Self::Cached {
+                resource,
+                revision,
+                objects,
+            } => {
+                let size: usize = objects.iter().map(|o| o.json.len() + 1).sum();
+                let mut body = String::with_capacity(size + 200);
+                body.push_str(&format!(
+                    r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{revision}"}},"items":["#,
+                    resource.kind,
+                    resource.api_version()
+                ));
+                for (i, object) in objects.iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&object.json);
+                }
+                body.push_str("]}");
+                Bytes::from(body)
+            }
+        }
+    }
 }
 
 /// A decoded request body and how it was sent.
@@ -82,7 +138,7 @@ impl Registry {
         }
     }
 
-    pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Value, ApiError> {
+    pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Listing, ApiError> {
         let resource = path.resource;
         let labels = LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?;
         let fields = FieldSelector::parse(
@@ -95,19 +151,17 @@ impl Registry {
             && query.continue_token.is_none()
             && query.limit == 0
         {
-            let cache = self.cache.resource(&resource.storage_prefix()).await?;
+            let cache = self.cache.resource(resource).await?;
             let (objects, revision) = cache.snapshot(&format!("{prefix}/"));
-            let items: Vec<Value> = objects
-                .iter()
-                .filter(|o| labels.matches(o) && fields.matches(o))
-                .map(|o| (**o).clone())
+            let objects = objects
+                .into_iter()
+                .filter(|o| labels.matches(&o.selectable) && fields.matches(&o.selectable))
                 .collect();
-            return Ok(json!({
-                "kind": format!("{}List", resource.kind),
-                "apiVersion": resource.api_version(),
-                "metadata": { "resourceVersion": revision.to_string() },
-                "items": items,
-            }));
+            return Ok(Listing::Cached {
+                resource,
+                revision,
+                objects,
+            });
         }
         let (mut start, mut revision) = match &query.continue_token {
             Some(token) => {
@@ -159,12 +213,12 @@ impl Registry {
         if let Some(token) = next {
             metadata["continue"] = json!(token);
         }
-        Ok(json!({
+        Ok(Listing::Value(json!({
             "kind": format!("{}List", resource.kind),
             "apiVersion": resource.api_version(),
             "metadata": metadata,
             "items": items,
-        }))
+        })))
     }
 
     pub async fn create(
@@ -582,7 +636,7 @@ impl Registry {
             continue_token: None,
             ..query.clone()
         };
-        let mut list = self.list(path, &list_query).await?;
+        let mut list = self.list(path, &list_query).await?.into_value();
         let mut deleted = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let item_path = ResourcePath {

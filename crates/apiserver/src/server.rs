@@ -321,7 +321,10 @@ async fn resource_request(
             if !verb_allowed("list") {
                 return Err(refuse("list"));
             }
-            read(registry.list(path, &query).await?)
+            match registry.list(path, &query).await? {
+                listing if as_table => read(listing.into_value()),
+                listing => Ok(raw_json(listing.into_bytes())),
+            }
         }
         (&Method::POST, None) => {
             if !verb_allowed("create") {

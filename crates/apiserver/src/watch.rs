@@ -59,10 +59,7 @@ pub async fn start(
         Some(rev) if rev > 0 && !initial => Start::After(rev),
         _ => Start::Snapshot,
     };
-    let cache = registry
-        .cache
-        .resource(&path.resource.storage_prefix())
-        .await?;
+    let cache = registry.cache.resource(path.resource).await?;
     let key_prefix = format!(
         "{}/",
         objects::collection(path.resource, path.namespace.as_deref())
@@ -92,8 +89,8 @@ pub async fn start(
             mut live,
         } = subscription;
         let mut last = revision;
-        for object in initial.iter().filter(|o| filter.matches(o)) {
-            if tx.send(line("ADDED", object)).await.is_err() {
+        for object in initial.iter().filter(|o| filter.matches(&o.selectable)) {
+            if tx.send(raw_line("ADDED", &object.json)).await.is_err() {
                 return;
             }
         }
@@ -153,16 +150,20 @@ fn raw_line(kind: &str, object_json: &str) -> Bytes {
 }
 
 fn translate(event: &CachedEvent, filter: &Filter) -> Option<Bytes> {
-    let was = event.previous.as_ref().is_some_and(|p| filter.matches(p));
+    let was = event
+        .previous
+        .as_ref()
+        .is_some_and(|p| filter.matches(&p.selectable));
+    let json = &event.object.json;
     match event.kind {
-        EventKind::Delete => was.then(|| raw_line("DELETED", &event.object_json)),
+        EventKind::Delete => was.then(|| raw_line("DELETED", json)),
         EventKind::Put => {
-            let is = filter.matches(&event.object);
+            let is = filter.matches(&event.object.selectable);
             let created = event.previous.is_none();
             match (created, was, is) {
-                (_, false, true) => Some(raw_line("ADDED", &event.object_json)),
-                (false, true, true) => Some(raw_line("MODIFIED", &event.object_json)),
-                (false, true, false) => Some(raw_line("DELETED", &event.object_json)),
+                (_, false, true) => Some(raw_line("ADDED", json)),
+                (false, true, true) => Some(raw_line("MODIFIED", json)),
+                (false, true, false) => Some(raw_line("DELETED", json)),
                 _ => None,
             }
         }
