@@ -185,10 +185,10 @@ impl ResourceCache {
         });
         state.revision = revision;
         state.history.push_back(cached.clone());
-        if state.history.len() > HISTORY {
-            if let Some(dropped) = state.history.pop_front() {
-                state.floor = dropped.revision;
-            }
+        if state.history.len() > HISTORY
+            && let Some(dropped) = state.history.pop_front()
+        {
+            state.floor = dropped.revision;
         }
         // Sent under the lock, so subscribers registered before see it and later ones don't.
         let _ = state.events.send(cached);

@@ -756,9 +756,11 @@ fn merge_update(
         }
         o
     };
-    if desired(&new) != desired(current) {
-        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-        new["metadata"]["generation"] = json!(generation);
+    // Only kinds that keep a generation (set at create) count changes.
+    if let Some(generation) = current["metadata"]["generation"].as_i64()
+        && desired(&new) != desired(current)
+    {
+        new["metadata"]["generation"] = json!(generation + 1);
     }
     new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
     new

@@ -901,3 +901,59 @@ fn scale_changes_the_desired_replicas() {
         5
     );
 }
+
+#[test]
+fn describe_finds_events_by_their_involved_object() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("described", "{a: b}"));
+    let uid = server.kubectl_ok(&[
+        "get",
+        "configmap",
+        "described",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    // kubectl describe selects events by the object's kind, name, namespace and uid.
+    let event = format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: described.1\ninvolvedObject: {{kind: ConfigMap, name: described, namespace: default, uid: {uid}}}\nreason: Checked\nmessage: looked at it\ntype: Normal\n"
+    );
+    server.create_ok(&event);
+    let out = server.kubectl_ok(&["describe", "configmap", "described"]);
+    assert!(
+        out.contains("Checked") && out.contains("looked at it"),
+        "{out}"
+    );
+    let listed = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=described,type=Normal",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(listed.trim(), "event/described.1");
+}
+
+#[test]
+fn configmaps_have_no_generation_and_deployments_count_spec_changes() {
+    let server = TestServer::start();
+    server.create_ok(&configmap("nogen", "{a: '1'}"));
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "nogen",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    let cm = json(&server.kubectl_ok(&["get", "configmap", "nogen", "-o", "json"]));
+    assert!(cm["metadata"].get("generation").is_none(), "{cm}");
+    server.kubectl_ok(&["create", "deployment", "gen", "--image=nginx"]);
+    server.kubectl_ok(&["set", "image", "deployment/gen", "nginx=nginx:2"]);
+    server.kubectl_ok(&["label", "deployment", "gen", "touched=yes"]);
+    let d = json(&server.kubectl_ok(&["get", "deployment", "gen", "-o", "json"]));
+    assert_eq!(
+        d["metadata"]["generation"], 2,
+        "a label is not a spec change"
+    );
+}

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::defaulting::drop_generation;
 use super::printing::{self, AGE, NAME, column};
 use super::{Column, Kind};
 
@@ -19,6 +20,10 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for ConfigMaps {
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -46,6 +51,13 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn config_maps_have_no_generation() {
+        let mut config_map = json!({"metadata": {"name": "c", "generation": 1}});
+        ConfigMaps.prepare_for_create(&mut config_map);
+        assert!(config_map["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_config_map_counts_text_and_binary_keys() {

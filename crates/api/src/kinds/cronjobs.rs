@@ -1,9 +1,10 @@
 //! CronJobs: the `kubectl get cronjobs` table (schedule, time zone, suspension, active jobs
 //! and when the last one was scheduled).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{default_pod_template, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, items, text};
 use super::{Column, Kind, jobs};
 
@@ -43,6 +44,15 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for CronJobs {
+    fn prepare_for_create(&self, object: &mut Value) {
+        default_cron_job(object);
+        object["status"] = json!({});
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_cron_job(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -81,11 +91,50 @@ fn row(cron_job: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+/// Upstream's batch/v1 CronJob defaults; the job template's pod template gets the pod spec
+/// defaults, but not a Job's own.
+fn default_cron_job(cron_job: &mut Value) {
+    let Some(spec) = cron_job.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    set_default(spec, "concurrencyPolicy", json!("Allow"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(template) = spec
+        .get_mut("jobTemplate")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(|s| s.get_mut("template"))
+    {
+        default_pod_template(template);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn cron_jobs_allow_concurrency_and_keep_three_successes_and_one_failure() {
+        let mut cron_job = json!({"spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {
+            "template": {"spec": {"restartPolicy": "OnFailure",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+        CronJobs.prepare_for_create(&mut cron_job);
+        let spec = &cron_job["spec"];
+        assert_eq!(spec["concurrencyPolicy"], "Allow");
+        assert_eq!(spec["suspend"], false);
+        assert_eq!(spec["successfulJobsHistoryLimit"], 3);
+        assert_eq!(spec["failedJobsHistoryLimit"], 1);
+        let job_spec = &spec["jobTemplate"]["spec"];
+        assert!(job_spec.get("backoffLimit").is_none());
+        assert_eq!(
+            job_spec["template"]["spec"]["schedulerName"],
+            "default-scheduler"
+        );
+        assert_eq!(cron_job["status"], json!({}));
+    }
 
     #[test]
     fn a_cron_job_shows_its_schedule_and_last_run() {

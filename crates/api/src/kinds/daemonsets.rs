@@ -1,9 +1,10 @@
 //! DaemonSets: the `kubectl get daemonsets` table (desired, current, ready, up-to-date and
 //! available node counts, and the node selector).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{default_pod_template, object_field, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, int, wide};
 use super::{Column, Kind};
 
@@ -52,6 +53,28 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for DaemonSets {
+    fn prepare_for_create(&self, object: &mut Value) {
+        default_daemon_set(object);
+        set_template_generation(object, 1);
+        object["status"] = json!({
+            "currentNumberScheduled": 0,
+            "desiredNumberScheduled": 0,
+            "numberMisscheduled": 0,
+            "numberReady": 0,
+        });
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        default_daemon_set(new);
+        // The template generation counts template changes, as upstream's annotation does.
+        let generation = old["metadata"]["annotations"][TEMPLATE_GENERATION]
+            .as_str()
+            .and_then(|g| g.parse::<i64>().ok())
+            .unwrap_or(0);
+        let changed = new["spec"]["template"] != old["spec"]["template"];
+        set_template_generation(new, generation + i64::from(changed));
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -80,11 +103,72 @@ fn row(daemon_set: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+/// The annotation apps/v1 DaemonSets carry their template generation in.
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+fn set_template_generation(daemon_set: &mut Value, generation: i64) {
+    let Some(metadata) = object_field(daemon_set, "metadata") else {
+        return;
+    };
+    if let Some(annotations) = object_field(metadata, "annotations") {
+        annotations[TEMPLATE_GENERATION] = json!(generation.to_string());
+    }
+}
+
+/// Upstream's apps/v1 DaemonSet defaults: roll one node at a time without surge, keep ten
+/// revisions.
+fn default_daemon_set(daemon_set: &mut Value) {
+    let Some(spec) = daemon_set.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    if let Some(strategy) = object_field(spec, "updateStrategy") {
+        set_default(strategy, "type", json!("RollingUpdate"));
+        if strategy["type"] == "RollingUpdate"
+            && let Some(rolling) = object_field(strategy, "rollingUpdate")
+        {
+            set_default(rolling, "maxUnavailable", json!(1));
+            set_default(rolling, "maxSurge", json!(0));
+        }
+    }
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    if let Some(template) = spec.get_mut("template") {
+        default_pod_template(template);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn daemon_sets_roll_one_node_at_a_time() {
+        let mut set =
+            json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": []}}}});
+        DaemonSets.prepare_for_create(&mut set);
+        assert_eq!(
+            set["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        assert_eq!(set["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(set["status"]["numberReady"], 0);
+    }
+
+    #[test]
+    fn template_changes_bump_the_template_generation_annotation() {
+        let mut old =
+            json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": []}}}});
+        DaemonSets.prepare_for_create(&mut old);
+        assert_eq!(old["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut same = old.clone();
+        DaemonSets.prepare_for_update(&mut same, &old);
+        assert_eq!(same["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut changed = old.clone();
+        changed["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        DaemonSets.prepare_for_update(&mut changed, &old);
+        assert_eq!(changed["metadata"]["annotations"][TEMPLATE_GENERATION], "2");
+    }
 
     #[test]
     fn a_daemon_set_shows_node_counts_and_its_node_selector() {

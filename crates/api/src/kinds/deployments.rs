@@ -1,8 +1,9 @@
 //! Deployments: the `kubectl get deployments` table (ready of desired, up-to-date, available).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{default_pod_template, object_field, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, int, wide};
 use super::{Column, Kind};
 
@@ -32,6 +33,15 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Deployments {
+    fn prepare_for_create(&self, object: &mut Value) {
+        default_deployment(object);
+        object["status"] = json!({});
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_deployment(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -64,11 +74,65 @@ fn row(deployment: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+/// Upstream's apps/v1 Deployment defaults: one replica, a 25%/25% rolling update, ten old
+/// ReplicaSets kept, ten minutes to progress.
+fn default_deployment(deployment: &mut Value) {
+    let Some(spec) = deployment.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    set_default(spec, "replicas", json!(1));
+    if let Some(strategy) = object_field(spec, "strategy") {
+        set_default(strategy, "type", json!("RollingUpdate"));
+        if strategy["type"] == "RollingUpdate"
+            && let Some(rolling) = object_field(strategy, "rollingUpdate")
+        {
+            set_default(rolling, "maxUnavailable", json!("25%"));
+            set_default(rolling, "maxSurge", json!("25%"));
+        }
+    }
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "progressDeadlineSeconds", json!(600));
+    if let Some(template) = spec.get_mut("template") {
+        default_pod_template(template);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn deployments_roll_25_percent_at_a_time_and_start_with_an_empty_status() {
+        let mut deployment = json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"replicas": 3}});
+        Deployments.prepare_for_create(&mut deployment);
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(spec["progressDeadlineSeconds"], 600);
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            spec["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+        assert!(spec["template"]["spec"].get("enableServiceLinks").is_none());
+        assert_eq!(deployment["status"], json!({}));
+    }
+
+    #[test]
+    fn recreate_deployments_get_no_rolling_update() {
+        let mut deployment = json!({"spec": {"strategy": {"type": "Recreate"}, "template": {}}});
+        Deployments.prepare_for_update(&mut deployment, &Value::Null);
+        assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
 
     #[test]
     fn a_deployment_shows_ready_of_desired_and_its_template() {

@@ -1,9 +1,10 @@
 //! Endpoints: the `kubectl get endpoints` table (the first three ready addresses with their
 //! ports, and how many more there are).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{drop_generation, items_mut, set_default};
 use super::printing::{self, AGE, NAME, column, int, items, text};
 use super::{Column, Kind};
 
@@ -22,6 +23,15 @@ const COLUMNS: &[Column] = &[
 const SHOWN: usize = 3;
 
 impl Kind for Endpoints {
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+        default_ports(object);
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_ports(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -87,11 +97,29 @@ fn row(endpoints: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+/// Endpoint ports speak TCP unless they say otherwise.
+fn default_ports(endpoints: &mut Value) {
+    for subset in items_mut(endpoints, "subsets") {
+        for port in items_mut(subset, "ports") {
+            set_default(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn endpoint_ports_default_to_tcp_and_have_no_generation() {
+        let mut object = json!({"metadata": {"name": "x", "generation": 1},
+            "subsets": [{"ports": [{"port": 80}]}]});
+        Endpoints.prepare_for_create(&mut object);
+        assert_eq!(object["subsets"][0]["ports"][0]["protocol"], "TCP");
+        assert!(object["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn endpoints_show_three_addresses_and_count_the_rest() {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::defaulting::drop_generation;
 use super::printing::{self, NAME, column, int, text, wide};
 use super::{Column, Kind};
 
@@ -59,6 +60,26 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Events {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "type",
+        ]
+    }
+
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -145,6 +166,13 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn events_have_no_generation() {
+        let mut object = json!({"metadata": {"name": "x", "generation": 1}});
+        Events.prepare_for_create(&mut object);
+        assert!(object["metadata"].get("generation").is_none());
+    }
 
     const NOW: &str = "2026-03-01T12:00:00Z";
 

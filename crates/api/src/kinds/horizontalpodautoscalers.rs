@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{object_field, set_default};
 use super::printing::{self, AGE, NAME, column, int, items, text};
 use super::{Column, Kind};
 
@@ -44,6 +45,19 @@ const COLUMNS: &[Column] = &[
 const SHOWN: usize = 2;
 
 impl Kind for HorizontalPodAutoscalers {
+    fn prepare_for_create(&self, object: &mut Value) {
+        default_autoscaler(object);
+        object["status"] = if is_v1(object) {
+            json!({ "currentReplicas": 0, "desiredReplicas": 0 })
+        } else {
+            json!({ "currentMetrics": null, "desiredReplicas": 0 })
+        };
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_autoscaler(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -179,10 +193,101 @@ fn row(hpa: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+fn is_v1(hpa: &Value) -> bool {
+    hpa["apiVersion"] == "autoscaling/v1"
+}
+
+/// Upstream's autoscaling defaults: at least one replica; a v2 autoscaler without metrics
+/// aims at 80% CPU, and a behavior it names gets the default scaling rules it leaves out.
+fn default_autoscaler(hpa: &mut Value) {
+    let v1 = is_v1(hpa);
+    let Some(spec) = hpa.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    set_default(spec, "minReplicas", json!(1));
+    // Upstream stores v2, so a v1 autoscaler reads back the v2 default metric as its target.
+    if v1 {
+        set_default(spec, "targetCPUUtilizationPercentage", json!(80));
+        return;
+    }
+    if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+        spec["metrics"] = json!([{
+            "type": "Resource",
+            "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 80 } },
+        }]);
+    }
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else {
+        return;
+    };
+    let scale_up = json!({
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            { "type": "Pods", "value": 4, "periodSeconds": 15 },
+            { "type": "Percent", "value": 100, "periodSeconds": 15 },
+        ],
+    });
+    // Scale-down keeps no default window: the controller's flag decides it.
+    let scale_down = json!({
+        "selectPolicy": "Max",
+        "policies": [{ "type": "Percent", "value": 100, "periodSeconds": 15 }],
+    });
+    for (direction, defaults) in [("scaleUp", scale_up), ("scaleDown", scale_down)] {
+        let Some(rules) = object_field(behavior, direction) else {
+            continue;
+        };
+        if let Some(defaults) = defaults.as_object() {
+            for (field, value) in defaults {
+                set_default(rules, field, value.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
+
+    #[test]
+    fn autoscalers_without_metrics_aim_at_80_percent_cpu() {
+        let mut hpa = json!({"apiVersion": "autoscaling/v2", "spec": {"maxReplicas": 5}});
+        HorizontalPodAutoscalers.prepare_for_create(&mut hpa);
+        assert_eq!(hpa["spec"]["minReplicas"], 1);
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"],
+            json!({"type": "Utilization", "averageUtilization": 80})
+        );
+        assert!(hpa["spec"].get("behavior").is_none());
+        assert_eq!(
+            hpa["status"],
+            json!({"currentMetrics": null, "desiredReplicas": 0})
+        );
+    }
+
+    #[test]
+    fn a_named_behavior_gets_the_default_scaling_rules() {
+        let mut hpa = json!({"apiVersion": "autoscaling/v2", "spec": {"maxReplicas": 5,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}});
+        HorizontalPodAutoscalers.prepare_for_update(&mut hpa, &Value::Null);
+        let behavior = &hpa["spec"]["behavior"];
+        assert_eq!(behavior["scaleUp"]["stabilizationWindowSeconds"], 0);
+        assert_eq!(
+            behavior["scaleUp"]["policies"][0],
+            json!({"type": "Pods", "value": 4, "periodSeconds": 15})
+        );
+        assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 60);
+        assert_eq!(behavior["scaleDown"]["selectPolicy"], "Max");
+    }
+
+    #[test]
+    fn v1_autoscalers_aim_at_80_percent_cpu_without_v2_metrics() {
+        let mut hpa = json!({"apiVersion": "autoscaling/v1", "spec": {"maxReplicas": 5}});
+        HorizontalPodAutoscalers.prepare_for_create(&mut hpa);
+        assert_eq!(hpa["spec"]["minReplicas"], 1);
+        assert_eq!(hpa["spec"]["targetCPUUtilizationPercentage"], 80);
+        assert!(hpa["spec"].get("metrics").is_none());
+    }
 
     const NOW: &str = "2026-03-01T12:00:00Z";
 

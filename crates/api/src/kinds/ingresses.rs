@@ -1,7 +1,7 @@
 //! Ingresses: the `kubectl get ingresses` table (class, hosts, load-balancer addresses and
 //! the ports they answer on).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::printing::{self, AGE, NAME, column, items, text};
@@ -33,6 +33,10 @@ const COLUMNS: &[Column] = &[
 const SHOWN_HOSTS: usize = 3;
 
 impl Kind for Ingresses {
+    fn prepare_for_create(&self, object: &mut Value) {
+        object["status"] = json!({ "loadBalancer": {} });
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -91,6 +95,14 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn ingresses_start_without_load_balancer_addresses() {
+        let mut ingress =
+            json!({"spec": {}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        Ingresses.prepare_for_create(&mut ingress);
+        assert_eq!(ingress["status"], json!({"loadBalancer": {}}));
+    }
 
     #[test]
     fn an_ingress_shows_class_hosts_address_and_tls_ports() {

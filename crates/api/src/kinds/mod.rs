@@ -5,6 +5,7 @@
 mod configmaps;
 mod cronjobs;
 mod daemonsets;
+mod defaulting;
 mod deployments;
 mod endpoints;
 mod events;
@@ -13,16 +14,22 @@ mod ingresses;
 mod jobs;
 mod leases;
 mod namespaces;
+mod networkpolicies;
 mod nodes;
 mod persistentvolumeclaims;
 mod persistentvolumes;
+mod pod_creation;
+mod poddisruptionbudgets;
 mod pods;
 mod printing;
+mod priorityclasses;
+mod rbac;
 mod replicasets;
 mod secrets;
 mod serviceaccounts;
 mod services;
 mod statefulsets;
+mod storageclasses;
 
 use serde_json::Value;
 
@@ -157,6 +164,12 @@ pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
         ("batch", "jobs") => &jobs::Jobs,
         ("coordination.k8s.io", "leases") => &leases::Leases,
         ("networking.k8s.io", "ingresses") => &ingresses::Ingresses,
+        ("networking.k8s.io", "networkpolicies") => &networkpolicies::NetworkPolicies,
+        ("policy", "poddisruptionbudgets") => &poddisruptionbudgets::PodDisruptionBudgets,
+        ("rbac.authorization.k8s.io", "roles" | "clusterroles") => &rbac::Roles,
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => &rbac::Bindings,
+        ("scheduling.k8s.io", "priorityclasses") => &priorityclasses::PriorityClasses,
+        ("storage.k8s.io", "storageclasses") => &storageclasses::StorageClasses,
         _ => &Default,
     }
 }

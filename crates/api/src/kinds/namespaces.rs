@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::defaulting::drop_generation;
 use super::{Deletion, FieldError, Kind};
 
 pub struct Namespaces;
@@ -19,6 +20,7 @@ fn set_name_label(object: &mut Value) {
 
 impl Kind for Namespaces {
     fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
         set_name_label(object);
         let finalizers = &mut object["spec"]["finalizers"];
         match finalizers.as_array_mut() {

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::defaulting::drop_generation;
 use super::printing::{self, AGE, NAME, column, items, text, wide};
 use super::{Column, Kind};
 
@@ -37,6 +38,15 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Nodes {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.unschedulable"]
+    }
+
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -123,6 +133,13 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn nodes_have_no_generation() {
+        let mut object = json!({"metadata": {"name": "x", "generation": 1}});
+        Nodes.prepare_for_create(&mut object);
+        assert!(object["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_ready_control_plane_node_shows_its_roles_and_system_info() {

@@ -1,9 +1,10 @@
 //! PersistentVolumeClaims: the `kubectl get persistentvolumeclaims` table (phase, bound
 //! volume, its capacity and access modes, and the claim's classes).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{default_claim_spec, drop_generation};
 use super::persistentvolumes::{BETA_STORAGE_CLASS, or_unset, phase, quantity};
 use super::printing::{self, AGE, NAME, column, text, wide};
 use super::{Column, Kind};
@@ -47,6 +48,20 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for PersistentVolumeClaims {
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+        if let Some(spec) = object.get_mut("spec").filter(|s| s.is_object()) {
+            default_claim_spec(spec);
+        }
+        object["status"] = json!({ "phase": "Pending" });
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        if let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) {
+            default_claim_spec(spec);
+        }
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -90,6 +105,15 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn claims_start_pending_with_a_filesystem() {
+        let mut claim = json!({"metadata": {"name": "c", "generation": 1}, "spec": {}});
+        PersistentVolumeClaims.prepare_for_create(&mut claim);
+        assert_eq!(claim["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(claim["status"], json!({"phase": "Pending"}));
+        assert!(claim["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_bound_claim_shows_its_volume_capacity_and_modes() {

@@ -1,9 +1,10 @@
 //! PersistentVolumes: the `kubectl get persistentvolumes` table (capacity, access modes,
 //! reclaim policy, phase, the claim bound to it and its classes).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{created_at, drop_generation, set_default};
 use super::printing::{self, AGE, NAME, column, text, wide};
 use super::{Column, Kind};
 
@@ -59,6 +60,19 @@ const COLUMNS: &[Column] = &[
 pub const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 impl Kind for PersistentVolumes {
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+        default_volume(object);
+        object["status"] = json!({
+            "phase": "Pending",
+            "lastPhaseTransitionTime": created_at(object),
+        });
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_volume(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -112,11 +126,39 @@ fn row(volume: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+/// Upstream's PersistentVolume defaults: volumes are retained and hold a filesystem.
+fn default_volume(volume: &mut Value) {
+    let Some(spec) = volume.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+    set_default(spec, "volumeMode", json!("Filesystem"));
+    if let Some(host_path) = spec.get_mut("hostPath").filter(|h| h.is_object()) {
+        set_default(host_path, "type", json!(""));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn volumes_start_pending_retained_and_with_a_filesystem() {
+        let mut volume = json!({"metadata": {"name": "v", "generation": 1,
+            "creationTimestamp": "2026-03-01T12:00:00Z"},
+            "spec": {"hostPath": {"path": "/data"}}});
+        PersistentVolumes.prepare_for_create(&mut volume);
+        assert_eq!(volume["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(volume["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(volume["spec"]["hostPath"]["type"], "");
+        assert_eq!(
+            volume["status"],
+            json!({"phase": "Pending", "lastPhaseTransitionTime": "2026-03-01T12:00:00Z"})
+        );
+        assert!(volume["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_bound_volume_shows_its_claim_and_class() {

@@ -1,10 +1,12 @@
 //! Pods: the `kubectl get pods` table. STATUS is upstream's one-word summary of the phase,
 //! init progress and the containers' waiting or terminated reasons; RESTARTS counts restarts
-//! and says how long ago the last one was.
+//! and says how long ago the last one was. Defaults, admission and the starting status are in
+//! `pod_creation`.
 
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::pod_creation;
 use super::printing::{self, AGE, NAME, column, int, items, text, wide};
 use super::{Column, Kind};
 
@@ -51,6 +53,28 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Pods {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+
+    fn prepare_for_create(&self, object: &mut Value) {
+        pod_creation::prepare_new_pod(object);
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        pod_creation::default_pod(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }

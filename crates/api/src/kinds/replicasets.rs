@@ -1,8 +1,9 @@
 //! ReplicaSets: the `kubectl get replicasets` table (desired, current, ready).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{default_pod_template, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, int, wide};
 use super::{Column, Kind};
 
@@ -36,6 +37,20 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for ReplicaSets {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+
+    fn prepare_for_create(&self, object: &mut Value) {
+        default_replica_set(object);
+        object["status"] = json!({ "replicas": 0 });
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_replica_set(new);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -60,11 +75,33 @@ fn row(replica_set: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
+fn default_replica_set(replica_set: &mut Value) {
+    let Some(spec) = replica_set.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    set_default(spec, "replicas", json!(1));
+    if let Some(template) = spec.get_mut("template") {
+        default_pod_template(template);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn replica_sets_default_to_one_replica_and_start_with_none() {
+        let mut replica_set = json!({"spec": {"template": {"spec": {"containers": []}}}});
+        ReplicaSets.prepare_for_create(&mut replica_set);
+        assert_eq!(replica_set["spec"]["replicas"], 1);
+        assert_eq!(
+            replica_set["spec"]["template"]["spec"]["dnsPolicy"],
+            "ClusterFirst"
+        );
+        assert_eq!(replica_set["status"], json!({"replicas": 0}));
+    }
 
     #[test]
     fn a_replica_set_shows_desired_current_and_ready_counts() {

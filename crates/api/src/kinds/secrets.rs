@@ -1,8 +1,9 @@
 //! Secrets: the `kubectl get secrets` table (type and how many keys they hold).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::defaulting::{drop_generation, set_default};
 use super::printing::{self, AGE, NAME, column, text};
 use super::{Column, Kind};
 
@@ -24,6 +25,20 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Secrets {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["type"]
+    }
+
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+        set_default(object, "type", json!("Opaque"));
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        set_default(new, "type", json!("Opaque"));
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -48,6 +63,14 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn secrets_are_opaque_and_have_no_generation() {
+        let mut secret = json!({"metadata": {"name": "s", "generation": 1}, "data": {}});
+        Secrets.prepare_for_create(&mut secret);
+        assert_eq!(secret["type"], "Opaque");
+        assert!(secret["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_secret_shows_its_type_and_key_count() {

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::defaulting::drop_generation;
 use super::printing::{self, AGE, NAME, column, items};
 use super::{Column, Kind};
 
@@ -19,6 +20,10 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for ServiceAccounts {
+    fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -41,6 +46,13 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn service_accounts_have_no_generation() {
+        let mut object = json!({"metadata": {"name": "x", "generation": 1}});
+        ServiceAccounts.prepare_for_create(&mut object);
+        assert!(object["metadata"].get("generation").is_none());
+    }
 
     #[test]
     fn a_service_account_counts_its_secrets() {

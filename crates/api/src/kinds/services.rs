@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::defaulting::drop_generation;
 use super::{Allocation, FieldError, Kind, Pool};
 
 pub struct Services;
@@ -29,7 +30,13 @@ fn set_default(object: &mut Value, field: &str, value: Value) {
 }
 
 impl Kind for Services {
+    // The fields upstream's field selectors accept for this kind.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.clusterIP", "spec.type"]
+    }
+
     fn prepare_for_create(&self, object: &mut Value) {
+        drop_generation(object);
         let external_name = service_type(object) == "ExternalName";
         let node_ports = uses_node_ports(object);
         let spec = &mut object["spec"];
