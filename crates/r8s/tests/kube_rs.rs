@@ -1,0 +1,122 @@
+//! `r8s server` driven by kube-rs, the Rust client, as controllers and operators drive it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::TestServer;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config};
+
+async fn client(server: &TestServer) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn config_map(name: &str, labels: &[(&str, &str)], data: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("k".to_owned(), data.to_owned())])),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_creates_gets_lists_and_deletes() {
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &config_map("a", &[("app", "x")], "1"),
+        )
+        .await
+        .unwrap();
+    assert!(created.metadata.resource_version.is_some());
+    api.create(
+        &PostParams::default(),
+        &config_map("b", &[("app", "y")], "2"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.get("a").await.unwrap().data.unwrap()["k"], "1");
+    let listed = api
+        .list(&ListParams::default().labels("app=x"))
+        .await
+        .unwrap();
+    let names: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["a"]);
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    match api.get("a").await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"))
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_replace_with_a_stale_version_conflicts() {
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let first = api
+        .create(&PostParams::default(), &config_map("c", &[], "1"))
+        .await
+        .unwrap();
+    let mut newer = first.clone();
+    newer.data = Some(BTreeMap::from([("k".to_owned(), "2".to_owned())]));
+    api.replace("c", &PostParams::default(), &newer)
+        .await
+        .unwrap();
+    let mut stale = first;
+    stale.data = Some(BTreeMap::from([("k".to_owned(), "3".to_owned())]));
+    match api.replace("c", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"))
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_watcher_sees_objects_appear() {
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    api.create(&PostParams::default(), &config_map("watched", &[], "1"))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(cm) = stream.try_next().await.unwrap() {
+            if cm.metadata.name.as_deref() == Some("watched") {
+                return cm;
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("the watcher saw the new ConfigMap");
+    assert_eq!(seen.data.unwrap()["k"], "1");
+}
