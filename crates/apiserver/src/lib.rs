@@ -6,6 +6,7 @@
 //! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
 
 mod allocator;
+mod binding;
 mod bootstrap;
 mod cache;
 mod discovery;

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::binding;
 use crate::discovery;
 use crate::objects::Query;
 use crate::openapi;
@@ -250,6 +251,25 @@ async fn resource_request(
         if sub == "scale" {
             return scale_request(registry, path, request, &query, &content_type).await;
         }
+        if sub == "binding" && request.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(
+                "pods/binding accepts only create (POST)",
+            ));
+        }
+        if sub == "binding" {
+            let name = path.name.clone().unwrap_or_default();
+            let body = read_object(request, &content_type).await?;
+            let pods = ResourcePath {
+                subresource: None,
+                ..path.clone()
+            };
+            let status = binding::bind(registry, &pods, &name, &body, &query).await?;
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &status,
+                "application/json",
+            ));
+        }
         if r8s_api::kinds::behaviour(path.resource)
             .subresource_fields(sub)
             .is_none()
@@ -292,6 +312,29 @@ async fn resource_request(
             path.resource.kind
         ))
     };
+    if path.resource.group.is_empty()
+        && path.resource.plural == "bindings"
+        && method == Method::POST
+    {
+        // The older form of pods/binding: the Binding names the pod.
+        let body = read_object(request, &content_type).await?;
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let pods = ResourcePath {
+            resource: r8s_api::find("", "v1", "pods").expect("catalogue has pods"),
+            namespace: path.namespace.clone(),
+            name: None,
+            subresource: None,
+        };
+        let status = binding::bind(registry, &pods, &name, &body, &query).await?;
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &status,
+            "application/json",
+        ));
+    }
     match (&method, path.name.as_deref()) {
         (&Method::GET, Some(name)) => {
             if !verb_allowed("get") {

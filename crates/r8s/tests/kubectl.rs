@@ -957,3 +957,42 @@ fn configmaps_have_no_generation_and_deployments_count_spec_changes() {
         "a label is not a spec change"
     );
 }
+
+#[test]
+fn binding_assigns_a_pod_to_a_node_once() {
+    let server = TestServer::start();
+    server.kubectl_ok(&["run", "p", "--image=nginx"]);
+    let url = format!("{}/api/v1/namespaces/default/pods/p/binding", server.url);
+    let binding = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"node-a"}}"#;
+    let (code, body) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        binding,
+        &url,
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let pod = json(&server.kubectl_ok(&["get", "pod", "p", "-o", "json"]));
+    assert_eq!(pod["spec"]["nodeName"], "node-a");
+    let scheduled = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned();
+    assert_eq!(scheduled.unwrap()["status"], "True");
+    let again = binding.replace("node-a", "node-b");
+    let (code, body) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &again,
+        &url,
+    ]);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already assigned"), "{body}");
+}
