@@ -84,6 +84,11 @@ pub struct ResourceCache {
     state: RwLock<State>,
     /// The kind's selectable fields, kept with each object.
     fields: &'static [&'static str],
+    /// The store revision the state is complete through: every change under the prefix up
+    /// to it has been applied (from events, or from the store watch's progress reports).
+    fresh: tokio::sync::watch::Sender<Revision>,
+    /// Set by a reader that needs the cache to catch up; the feeder asks the store for progress.
+    progress_wanted: tokio::sync::Notify,
 }
 
 /// Where a new watch starts.
@@ -141,16 +146,44 @@ impl ResourceCache {
         })
     }
 
+    fn mark_fresh(&self, revision: Revision) {
+        self.fresh.send_if_modified(|fresh| {
+            let moved = *fresh < revision;
+            *fresh = (*fresh).max(revision);
+            moved
+        });
+    }
+
+    /// The current objects under `key_prefix` once the cache has caught up with the store's
+    /// revision `current` (a consistent read); `None` if it does not within a second.
+    pub async fn consistent_snapshot(
+        &self,
+        current: Revision,
+        key_prefix: &str,
+    ) -> Option<(Vec<Arc<CachedObject>>, Revision)> {
+        let mut fresh = self.fresh.subscribe();
+        if *fresh.borrow() < current {
+            self.progress_wanted.notify_one();
+            let caught_up = fresh.wait_for(|f| *f >= current);
+            tokio::time::timeout(Duration::from_secs(1), caught_up)
+                .await
+                .ok()?
+                .ok()?;
+        }
+        Some(self.snapshot(key_prefix))
+    }
+
     /// The current objects under `key_prefix` and the revision they are at.
     pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().expect("cache lock poisoned");
+        let revision = state.revision.max(*self.fresh.borrow());
         let objects = state
             .objects
             .range(key_prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(key_prefix))
             .map(|(_, v)| v.clone())
             .collect();
-        (objects, state.revision)
+        (objects, revision)
     }
 
     fn apply(&self, event: r8s_store::WatchEvent) {
@@ -192,6 +225,8 @@ impl ResourceCache {
         }
         // Sent under the lock, so subscribers registered before see it and later ones don't.
         let _ = state.events.send(cached);
+        drop(state);
+        self.mark_fresh(revision);
     }
 }
 
@@ -228,6 +263,8 @@ impl WatchCache {
                 events,
             }),
             fields,
+            fresh: tokio::sync::watch::channel(revision).0,
+            progress_wanted: tokio::sync::Notify::new(),
         });
         tokio::spawn(feed(self.store.clone(), prefix.clone(), cache.clone()));
         resources.insert(prefix, cache.clone());
@@ -262,16 +299,7 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
     loop {
         let from = cache.state.read().expect("cache lock poisoned").revision + 1;
         match store.watch(&prefix, from).await {
-            Ok(mut watch) => loop {
-                match watch.next().await {
-                    Some(Ok(event)) => cache.apply(event),
-                    Some(Err(e)) => {
-                        tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
-                        break;
-                    }
-                    None => break,
-                }
-            },
+            Ok(mut watch) => follow(&mut watch, &prefix, &cache).await,
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot watch the store"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -286,8 +314,46 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
                     history: VecDeque::new(),
                     events,
                 };
+                drop(state);
+                cache.mark_fresh(revision);
             }
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot re-list"),
+        }
+    }
+}
+
+/// Applies the store watch's events and progress until the watch fails or ends.
+async fn follow(watch: &mut r8s_store::Watch, prefix: &str, cache: &ResourceCache) {
+    let mut progress = watch.progress_receiver();
+    loop {
+        tokio::select! {
+            event = watch.next() => match event {
+                Some(Ok(event)) => cache.apply(event),
+                Some(Err(e)) => {
+                    tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
+                    return;
+                }
+                None => return,
+            },
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Progress P means every event up to P is queued: drain them, then the state
+                // is complete through P.
+                let reported = *progress.borrow_and_update();
+                while let Some(item) = watch.try_next() {
+                    match item {
+                        Ok(event) => cache.apply(event),
+                        Err(e) => {
+                            tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
+                            return;
+                        }
+                    }
+                }
+                cache.mark_fresh(reported);
+            }
+            _ = cache.progress_wanted.notified() => watch.request_progress(),
         }
     }
 }

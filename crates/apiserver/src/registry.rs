@@ -146,13 +146,29 @@ impl Registry {
             kinds::behaviour(resource).selectable_fields(),
         )?;
         let prefix = objects::collection(resource, path.namespace.as_deref());
-        // "Any recent state" (resourceVersion=0) is answered from the watch cache.
-        if query.resource_version.as_deref() == Some("0")
+        // Unpaged lists come from the watch cache: "any recent state" (resourceVersion=0) at
+        // once, the latest state once the cache has caught up with the store.
+        let cacheable = matches!(query.resource_version.as_deref(), None | Some("0"))
+            && query.resource_version_match.is_none()
             && query.continue_token.is_none()
-            && query.limit == 0
-        {
+            && query.limit == 0;
+        let from_cache = if cacheable {
             let cache = self.cache.resource(resource).await?;
-            let (objects, revision) = cache.snapshot(&format!("{prefix}/"));
+            let key_prefix = format!("{prefix}/");
+            if query.resource_version.is_some() {
+                Some(cache.snapshot(&key_prefix))
+            } else {
+                let current = self
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                cache.consistent_snapshot(current, &key_prefix).await
+            }
+        } else {
+            None
+        };
+        if let Some((objects, revision)) = from_cache {
             let objects = objects
                 .into_iter()
                 .filter(|o| labels.matches(&o.selectable) && fields.matches(&o.selectable))

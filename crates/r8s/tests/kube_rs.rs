@@ -120,3 +120,38 @@ async fn kube_rs_watcher_sees_objects_appear() {
     .expect("the watcher saw the new ConfigMap");
     assert_eq!(seen.data.unwrap()["k"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_right_after_a_write_includes_it() {
+    // Unpaged lists are served from the watch cache once it has caught up with the store:
+    // a client always reads its own writes.
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    for i in 0..30 {
+        api.create(
+            &PostParams::default(),
+            &config_map(&format!("rw-{i}"), &[("set", "rw")], "v"),
+        )
+        .await
+        .unwrap();
+        let listed = api
+            .list(&ListParams::default().labels("set=rw"))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), i + 1, "after {} creates", i + 1);
+        api.delete(&format!("rw-{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+        let listed = api
+            .list(&ListParams::default().labels("set=rw"))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), i, "after deleting rw-{i}");
+        api.create(
+            &PostParams::default(),
+            &config_map(&format!("rw-{i}"), &[("set", "rw")], "v"),
+        )
+        .await
+        .unwrap();
+    }
+}

@@ -12,7 +12,7 @@ use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient,
     PutOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     EventKind, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, StoreError,
@@ -336,15 +336,36 @@ impl Store for EtcdStore {
             }
         }
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let (progress, progress_rx) = watch::channel(from - 1);
+        let (requests_tx, mut requests) = mpsc::unbounded_channel();
         let endpoints = self.endpoints.clone();
+        let (mut sender, mut responses) = stream.split();
         tokio::spawn(async move {
+            // One key per transaction: once an event is queued, every earlier one is too.
+            let report = |revision: Revision| {
+                progress.send_if_modified(|p| {
+                    let moved = *p < revision;
+                    *p = (*p).max(revision);
+                    moved
+                });
+            };
             for event in pending {
+                let revision = event.revision();
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
+                report(revision);
             }
             loop {
-                let failure = match stream.message().await {
+                let message = tokio::select! {
+                    message = responses.message() => message,
+                    Some(()) = requests.recv() => {
+                        // The answer is a response without events carrying the revision.
+                        let _ = sender.request_progress().await;
+                        continue;
+                    }
+                };
+                let failure = match message {
                     Ok(Some(response)) if response.compact_revision() > 0 => {
                         StoreError::Compacted {
                             requested: from,
@@ -356,10 +377,19 @@ impl Store for EtcdStore {
                         message: format!("watch canceled: {}", response.cancel_reason()),
                     },
                     Ok(Some(response)) => {
-                        for event in response.events().iter().filter_map(convert_event) {
+                        let events: Vec<WatchEvent> =
+                            response.events().iter().filter_map(convert_event).collect();
+                        if events.is_empty()
+                            && let Some(header) = response.header()
+                        {
+                            report(header.revision());
+                        }
+                        for event in events {
+                            let revision = event.revision();
                             if tx.send(Ok(event)).await.is_err() {
                                 return;
                             }
+                            report(revision);
                         }
                         continue;
                     }
@@ -376,7 +406,7 @@ impl Store for EtcdStore {
                 return;
             }
         });
-        Ok(Watch::new(rx))
+        Ok(Watch::new(rx, progress_rx, Some(requests_tx)))
     }
 
     async fn current_revision(&self) -> Result<Revision> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 pub use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use embedded::{CompactionPolicy, EmbeddedOptions, EmbeddedStore};
 pub use error::StoreError;
@@ -94,19 +94,56 @@ impl WatchEvent {
 }
 
 /// A stream of events under a prefix, in revision order. Dropping it cancels the watch.
+///
+/// Besides events a watch reports progress: a revision such that every event of this watch
+/// up to it has already been queued. A reader that drains the queue after seeing progress
+/// `P` has seen everything under its prefix up to `P`, even when nothing there changed.
 pub struct Watch {
     rx: mpsc::Receiver<Result<WatchEvent>>,
+    progress: watch::Receiver<Revision>,
+    progress_requests: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl Watch {
-    fn new(rx: mpsc::Receiver<Result<WatchEvent>>) -> Self {
-        Self { rx }
+    fn new(
+        rx: mpsc::Receiver<Result<WatchEvent>>,
+        progress: watch::Receiver<Revision>,
+        progress_requests: Option<mpsc::UnboundedSender<()>>,
+    ) -> Self {
+        Self {
+            rx,
+            progress,
+            progress_requests,
+        }
     }
 
     /// The next event; `None` when the watch has ended. After an error (such as
     /// [`StoreError::Compacted`]) the watch ends.
     pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
         self.rx.recv().await
+    }
+
+    /// The next event if one is already queued.
+    pub fn try_next(&mut self) -> Option<Result<WatchEvent>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The progress reported so far.
+    pub fn progress(&self) -> Revision {
+        *self.progress.borrow()
+    }
+
+    /// A handle that is notified when progress moves.
+    pub fn progress_receiver(&self) -> watch::Receiver<Revision> {
+        self.progress.clone()
+    }
+
+    /// Asks for a progress report soon. The embedded store reports continuously; etcd reports
+    /// when asked.
+    pub fn request_progress(&self) {
+        if let Some(requests) = &self.progress_requests {
+            let _ = requests.send(());
+        }
     }
 }
 

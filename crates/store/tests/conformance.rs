@@ -91,6 +91,8 @@ conformance!(
     large_values_round_trip,
     hundred_thousand_keys_list_completely_in_pages,
     ranges_larger_than_a_grpc_message_are_complete,
+    watch_progress_reaches_the_current_revision_without_events_under_its_prefix,
+    watch_progress_never_passes_an_event_not_yet_queued,
 );
 
 mod cases {
@@ -567,6 +569,55 @@ mod cases {
         let event = next_event(&mut watch).await.unwrap();
         assert_eq!(event.kv.value, bigger);
         assert_eq!(event.prev.unwrap().value, big);
+    }
+
+    /// Waits until the watch reports progress of at least `revision`.
+    async fn progress_reaches(watch: &r8s_store::Watch, revision: r8s_store::Revision) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while watch.progress() < revision {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "progress stuck at {}",
+                watch.progress()
+            );
+            watch.request_progress();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn watch_progress_reaches_the_current_revision_without_events_under_its_prefix(
+        store: Arc<dyn Store>,
+    ) {
+        store.create("/quiet/before", val("1"), None).await.unwrap();
+        let mut watch = store.watch("/quiet", 0).await.unwrap();
+        store.create("/loud/a", val("1"), None).await.unwrap();
+        let rev = store.create("/loud/b", val("1"), None).await.unwrap();
+        progress_reaches(&watch, rev).await;
+        assert!(watch.try_next().is_none(), "nothing happened under /quiet");
+    }
+
+    pub async fn watch_progress_never_passes_an_event_not_yet_queued(store: Arc<dyn Store>) {
+        let mut watch = store.watch("/p", 0).await.unwrap();
+        let mut revs = Vec::new();
+        for i in 0..20 {
+            revs.push(
+                store
+                    .create(&format!("/p/{i}"), val("v"), None)
+                    .await
+                    .unwrap(),
+            );
+            store
+                .create(&format!("/q/{i}"), val("v"), None)
+                .await
+                .unwrap();
+        }
+        let last = *revs.last().unwrap();
+        progress_reaches(&watch, last).await;
+        // Progress past them means all twenty are already queued.
+        for rev in revs {
+            let event = watch.try_next().expect("queued").unwrap();
+            assert_eq!(event.revision(), rev);
+        }
     }
 
     pub async fn ranges_larger_than_a_grpc_message_are_complete(store: Arc<dyn Store>) {
