@@ -75,6 +75,17 @@ pub fn generated_suffix() -> String {
 
 /// Upstream's name rules: most kinds take a DNS-1123 subdomain, namespaces a DNS-1123 label.
 pub fn name_problems(resource: &Resource, name: &str) -> Option<String> {
+    // RBAC objects take any path segment (upstream's ValidateRBACName): `system:node` is valid.
+    if resource.group == "rbac.authorization.k8s.io" {
+        let problem = match name {
+            "." | ".." => format!("may not be '{name}'"),
+            _ => ['/', '%']
+                .into_iter()
+                .find(|c| name.contains(*c))
+                .map(|c| format!("may not contain '{c}'"))?,
+        };
+        return Some(format!("Invalid value: {name:?}: {problem}"));
+    }
     let label_only = resource.plural == "namespaces";
     let max = if label_only { 63 } else { 253 };
     let valid_label = |label: &str| {

@@ -1,5 +1,8 @@
-//! The objects every cluster starts with: the four initial namespaces and the
-//! `default/kubernetes` Service, created if missing on every start.
+//! The objects every cluster starts with: the four initial namespaces, the
+//! `default/kubernetes` Service and the default RBAC policy, ensured on every start.
+
+mod rbac;
+mod rbac_policy;
 
 use http::StatusCode;
 use serde_json::json;
@@ -61,7 +64,8 @@ pub async fn ensure(registry: &Registry, config: &Config) -> anyhow::Result<()> 
         },
         "status": { "loadBalancer": {} },
     });
-    create_if_missing(registry, &services, service).await
+    create_if_missing(registry, &services, service).await?;
+    rbac::ensure(registry).await
 }
 
 async fn create_if_missing(
