@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::objects::{self, Query};
-use crate::registry::Registry;
+use crate::registry::{Registry, Tracking};
 use crate::router::ResourcePath;
 use crate::status::{ApiError, Subject};
 
@@ -37,7 +37,7 @@ pub async fn bind(
     };
     // The change is written as computed here, spec and status together.
     registry
-        .modify(pods, name, query, None, |current| {
+        .modify_tracked(pods, name, query, None, Tracking::Untracked, |current| {
             if !current["metadata"]["deletionTimestamp"].is_null() {
                 return Err(ApiError::conflict(
                     subject(name),

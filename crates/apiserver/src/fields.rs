@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::openapi::definitions;
+use crate::schema::Schema;
 use crate::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,17 +43,8 @@ pub fn prune_unknown(group: &str, version: &str, kind: &str, object: &mut Value)
     unknown
 }
 
-fn resolve(mut node: &'static Value) -> Option<&'static Value> {
-    for _ in 0..8 {
-        if let Some(reference) = node["$ref"].as_str() {
-            node = definitions().schema(reference.rsplit('/').next()?)?;
-        } else if let Some(first) = node["allOf"].get(0) {
-            node = first;
-        } else {
-            return Some(node);
-        }
-    }
-    None
+fn resolve(node: &'static Value) -> Option<&'static Value> {
+    Schema::resolve(node).node()
 }
 
 fn walk(

@@ -131,6 +131,10 @@ pub struct Query {
     pub allow_watch_bookmarks: bool,
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// `force` of server-side apply: `Some` when given at all (it is refused elsewhere).
+    pub force: Option<bool>,
+    /// The request's User-Agent, which names the field manager when `fieldManager` does not.
+    pub user_agent: Option<String>,
     pub field_validation: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
@@ -168,6 +172,17 @@ impl Query {
                     query.dry_run = true;
                 }
                 "fieldManager" => query.field_manager = Some(value),
+                "force" => {
+                    query.force = Some(match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" | "" => false,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "invalid force: {other:?}: true or false"
+                            )));
+                        }
+                    })
+                }
                 "fieldValidation" => query.field_validation = Some(value),
                 "propagationPolicy" => query.propagation_policy = Some(value),
                 "gracePeriodSeconds" => query.grace_period_seconds = Some(number(&value)?),
@@ -175,6 +190,11 @@ impl Query {
             }
         }
         Ok(query)
+    }
+
+    /// The field manager this request writes as.
+    pub fn manager(&self) -> String {
+        crate::managed::manager_name(self.field_manager.as_deref(), self.user_agent.as_deref())
     }
 
     pub fn resource_version(&self) -> Result<Option<Revision>, ApiError> {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::allocator::{self, Allocator, Claim, Owner};
 use crate::cache::{CachedObject, WatchCache};
 use crate::fields::{self, Validation};
+use crate::managed;
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -90,6 +91,16 @@ impl Listing {
 /// A decoded request body and how it was sent.
 pub struct Body {
     pub object: Value,
+}
+
+/// How a write records field ownership in managedFields.
+#[derive(Clone, Copy)]
+pub(crate) enum Tracking<'a> {
+    /// An Update by the request's manager, on the main resource or this subresource.
+    Update(Option<&'a str>),
+    /// The change already carries its managedFields (server-side apply), or upstream does not
+    /// track this write (pods/binding).
+    Untracked,
 }
 
 impl Registry {
@@ -243,6 +254,23 @@ impl Registry {
         body: Body,
         query: &Query,
     ) -> Result<(Value, Vec<String>), ApiError> {
+        managed::validate_options(
+            "CreateOptions",
+            query.field_manager.as_deref(),
+            false,
+            false,
+        )?;
+        self.create_tracked(path, body, query, Tracking::Update(None))
+            .await
+    }
+
+    async fn create_tracked(
+        &self,
+        path: &ResourcePath,
+        body: Body,
+        query: &Query,
+        tracking: Tracking<'_>,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let resource = path.resource;
         let mut object = body.object;
         check_type(resource, &mut object)?;
@@ -319,6 +347,9 @@ impl Registry {
         object["metadata"] = Value::Object(meta);
         let kind = kinds::behaviour(resource);
         kind.prepare_for_create(&mut object);
+        if let Tracking::Update(subresource) = tracking {
+            managed::record_update(resource, subresource, None, &mut object, &query.manager());
+        }
         let problems = kind.validate(&object);
         if !problems.is_empty() {
             return Err(ApiError::invalid(
@@ -373,6 +404,12 @@ impl Registry {
         body: Body,
         query: &Query,
     ) -> Result<(Value, Vec<String>), ApiError> {
+        managed::validate_options(
+            "UpdateOptions",
+            query.field_manager.as_deref(),
+            false,
+            false,
+        )?;
         let resource = path.resource;
         let mut object = body.object;
         check_type(resource, &mut object)?;
@@ -404,7 +441,8 @@ impl Registry {
         Ok((updated, warnings))
     }
 
-    /// PATCH with a JSON patch or a JSON merge patch.
+    /// PATCH with a JSON patch, a JSON merge patch, a strategic merge patch or a server-side
+    /// apply configuration; answers 201 when an apply created the object.
     pub async fn patch(
         &self,
         path: &ResourcePath,
@@ -412,9 +450,18 @@ impl Registry {
         content_type: &str,
         patch: Bytes,
         query: &Query,
-    ) -> Result<(Value, Vec<String>), ApiError> {
+    ) -> Result<(StatusCode, Value, Vec<String>), ApiError> {
         let resource = path.resource;
         let kind = PatchKind::from_content_type(content_type)?;
+        managed::validate_options(
+            "PatchOptions",
+            query.field_manager.as_deref(),
+            matches!(kind, PatchKind::Apply),
+            query.force.is_some(),
+        )?;
+        if let PatchKind::Apply = kind {
+            return self.apply(path, name, &patch, query).await;
+        }
         let patch: Value = serde_json::from_slice(&patch)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let json_patch = match kind {
@@ -422,7 +469,7 @@ impl Registry {
                 serde_json::from_value::<json_patch::Patch>(patch.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?,
             ),
-            PatchKind::Merge | PatchKind::Strategic => None,
+            _ => None,
         };
         let definition = match kind {
             PatchKind::Strategic => Some(
@@ -436,34 +483,106 @@ impl Registry {
         };
         let subresource = path.subresource.clone();
         let warnings = std::sync::Mutex::new(Vec::new());
-        let updated = self.modify(path, name, query, None, |current| {
-            let mut patched = current.clone();
-            match (&json_patch, definition) {
-                (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "Invalid",
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })?,
-                (None, Some(definition)) => patched = strategic::apply(current, &patch, definition)?,
-                (None, None) => json_patch::merge(&mut patched, &patch),
-            }
-            // A patch that names a resourceVersion is a precondition on it.
-            let wanted = patched["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-            if let Some(wanted) = wanted
-                && Some(wanted.as_str()) != current["metadata"]["resourceVersion"].as_str() {
-                    return Err(ApiError::conflict(
-                        Subject { group: resource.group, plural: resource.plural, name: objects::name_of(current) },
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
+        let updated = self
+            .modify(path, name, query, None, |current| {
+                let mut patched = current.clone();
+                match (&json_patch, definition) {
+                    (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            format!("the JSON patch could not be applied: {e}"),
+                        )
+                    })?,
+                    (None, Some(definition)) => {
+                        patched = strategic::apply(current, &patch, definition)?
+                    }
+                    (None, None) => json_patch::merge(&mut patched, &patch),
                 }
-            let unknown = prune(resource, &mut patched, query)?;
-            *warnings.lock().expect("poisoned") = unknown;
-            Ok(merge_update(resource, subresource.as_deref(), current, patched))
-        })
-        .await?;
-        Ok((updated, warnings.into_inner().expect("poisoned")))
+                check_precondition(resource, current, &patched)?;
+                let unknown = prune(resource, &mut patched, query)?;
+                *warnings.lock().expect("poisoned") = unknown;
+                Ok(merge_update(
+                    resource,
+                    subresource.as_deref(),
+                    current,
+                    patched,
+                ))
+            })
+            .await?;
+        Ok((
+            StatusCode::OK,
+            updated,
+            warnings.into_inner().expect("poisoned"),
+        ))
+    }
+
+    /// Server-side apply: merges the configuration into the object, or creates it.
+    async fn apply(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        body: &[u8],
+        query: &Query,
+    ) -> Result<(StatusCode, Value, Vec<String>), ApiError> {
+        let resource = path.resource;
+        let mut config = apply_configuration(resource, path, name, body)?;
+        let warnings = prune(resource, &mut config, query)?;
+        let force = query.force.unwrap_or(false);
+        let manager = query.manager();
+        let subresource = path.subresource.as_deref();
+        for _ in 0..MAX_RETRIES {
+            match self.get(path, name).await {
+                Ok(_) => {
+                    let updated = self
+                        .modify_tracked(path, name, query, None, Tracking::Untracked, |current| {
+                            let merged = managed::apply(
+                                resource,
+                                subresource,
+                                Some(current),
+                                &config,
+                                &manager,
+                                force,
+                            )?;
+                            check_precondition(resource, current, &merged)?;
+                            let mut next =
+                                merge_update(resource, subresource, current, merged.clone());
+                            // Subresource writes keep the stored metadata, but not its entries.
+                            next["metadata"]["managedFields"] =
+                                merged["metadata"]["managedFields"].clone();
+                            if next["metadata"]["managedFields"].is_null()
+                                && let Some(meta) = next["metadata"].as_object_mut()
+                            {
+                                meta.remove("managedFields");
+                            }
+                            Ok(next)
+                        })
+                        .await?;
+                    return Ok((StatusCode::OK, updated, warnings));
+                }
+                Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_none() => {
+                    let object = managed::apply(resource, None, None, &config, &manager, force)?;
+                    match self
+                        .create_tracked(path, Body { object }, query, Tracking::Untracked)
+                        .await
+                    {
+                        Ok((created, more)) => {
+                            let mut all = warnings;
+                            all.extend(more);
+                            return Ok((StatusCode::CREATED, created, all));
+                        }
+                        // Someone created it meanwhile: apply over theirs.
+                        Err(e) if e.reason == "AlreadyExists" => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict(
+            Self::subject(path, name),
+            "too many concurrent writers; try again",
+        ))
     }
 
     /// Read, change, compare-and-swap; retried when another writer got in between, unless the
@@ -479,6 +598,25 @@ impl Registry {
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
+        let tracking = Tracking::Update(path.subresource.as_deref());
+        self.modify_tracked(path, name, query, expected, tracking, change)
+            .await
+    }
+
+    /// `modify`, recording field ownership as `tracking` says.
+    pub(crate) async fn modify_tracked<F>(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        query: &Query,
+        expected: Option<Revision>,
+        tracking: Tracking<'_>,
+        change: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: Fn(&Value) -> Result<Value, ApiError>,
+    {
+        let manager = query.manager();
         let key = objects::key(path.resource, path.namespace.as_deref(), name);
         let subject = Self::subject(path, name);
         for _ in 0..MAX_RETRIES {
@@ -503,6 +641,15 @@ impl Registry {
                 ));
             }
             let mut updated = change(&current)?;
+            if let Tracking::Update(subresource) = tracking {
+                managed::record_update(
+                    path.resource,
+                    subresource,
+                    Some(&current),
+                    &mut updated,
+                    &manager,
+                );
+            }
             if updated == current {
                 return Ok(current);
             }
@@ -678,6 +825,7 @@ enum PatchKind {
     Json,
     Merge,
     Strategic,
+    Apply,
 }
 
 impl PatchKind {
@@ -686,10 +834,11 @@ impl PatchKind {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::new(
+            "application/apply-patch+yaml" => Ok(Self::Apply),
+            "application/apply-patch+cbor" => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedMediaType",
-                "server-side apply is not built yet in r8s",
+                "CBOR apply configurations are not built in r8s; send application/apply-patch+yaml",
             )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
@@ -780,6 +929,83 @@ fn merge_update(
     }
     new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
     new
+}
+
+/// A patch or apply configuration that names a resourceVersion is a precondition on it.
+fn check_precondition(
+    resource: &Resource,
+    current: &Value,
+    patched: &Value,
+) -> Result<(), ApiError> {
+    let wanted = patched["metadata"]["resourceVersion"].as_str();
+    if let Some(wanted) = wanted
+        && Some(wanted) != current["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(ApiError::conflict(
+            Subject {
+                group: resource.group,
+                plural: resource.plural,
+                name: objects::name_of(current),
+            },
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a server-side apply body (YAML or JSON) and checks it names this object.
+fn apply_configuration(
+    resource: &Resource,
+    path: &ResourcePath,
+    name: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let mut config: Value = serde_yaml_ng::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "an apply configuration must be an object",
+        ));
+    }
+    for field in ["apiVersion", "kind"] {
+        if config[field].as_str().is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(format!(
+                "Object '{}' is missing in '{config}'",
+                if field == "kind" {
+                    "Kind"
+                } else {
+                    "apiVersion"
+                }
+            )));
+        }
+    }
+    let api_version = resource.api_version();
+    if config["apiVersion"] != api_version.as_str() {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {}, expected: {api_version}",
+            config["apiVersion"].as_str().unwrap_or_default()
+        )));
+    }
+    check_type(resource, &mut config)?;
+    match config["metadata"]["name"].as_str() {
+        Some(given) if !given.is_empty() && given != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => config["metadata"]["name"] = json!(name),
+    }
+    if let (Some(given), Some(namespace)) = (
+        config["metadata"]["namespace"].as_str(),
+        path.namespace.as_deref(),
+    ) && !given.is_empty()
+        && given != namespace
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(config)
 }
 
 /// Fills in apiVersion and kind, and refuses a body of another type.

@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::objects::Query;
-use crate::registry::Registry;
+use crate::registry::{Registry, Tracking};
 use crate::router::ResourcePath;
 use crate::status::ApiError;
 use crate::strategic;
@@ -114,11 +114,18 @@ pub async fn update(
         ..path.clone()
     };
     let updated = registry
-        .modify(&main, name, query, expected, |current| {
-            let mut next = current.clone();
-            next["spec"]["replicas"] = json!(replicas);
-            Ok(next)
-        })
+        .modify_tracked(
+            &main,
+            name,
+            query,
+            expected,
+            Tracking::Update(Some("scale")),
+            |current| {
+                let mut next = current.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                Ok(next)
+            },
+        )
         .await?;
     Ok(of(&updated))
 }
@@ -145,26 +152,39 @@ pub async fn patch(
         ..path.clone()
     };
     let updated = registry
-        .modify(&main, name, query, None, |current| {
-            let mut scale = of(current);
-            match media.as_str() {
-                "application/merge-patch+json" => json_patch::merge(&mut scale, &patch),
-                "application/strategic-merge-patch+json" => {
-                    scale = strategic::apply(&scale, &patch, SCALE_DEFINITION)?
+        .modify_tracked(
+            &main,
+            name,
+            query,
+            None,
+            Tracking::Update(Some("scale")),
+            |current| {
+                let mut scale = of(current);
+                match media.as_str() {
+                    "application/merge-patch+json" => json_patch::merge(&mut scale, &patch),
+                    "application/strategic-merge-patch+json" => {
+                        scale = strategic::apply(&scale, &patch, SCALE_DEFINITION)?
+                    }
+                    "application/json-patch+json" => {
+                        let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                            .map_err(|e| {
+                                ApiError::bad_request(format!("invalid JSON patch: {e}"))
+                            })?;
+                        json_patch::patch(&mut scale, &ops).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "Invalid",
+                                e.to_string(),
+                            )
+                        })?;
+                    }
+                    other => return Err(ApiError::unsupported_media_type(other)),
                 }
-                "application/json-patch+json" => {
-                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut scale, &ops).map_err(|e| {
-                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
-                    })?;
-                }
-                other => return Err(ApiError::unsupported_media_type(other)),
-            }
-            let mut next = current.clone();
-            next["spec"]["replicas"] = json!(replicas_of(&scale)?);
-            Ok(next)
-        })
+                let mut next = current.clone();
+                next["spec"]["replicas"] = json!(replicas_of(&scale)?);
+                Ok(next)
+            },
+        )
         .await?;
     Ok(of(&updated))
 }

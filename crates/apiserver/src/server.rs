@@ -230,7 +230,8 @@ async fn resource_request(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let registry = &state.registry;
     let raw_query = request.uri().query().map(str::to_owned);
-    let query = Query::parse(raw_query.as_deref())?;
+    let mut query = Query::parse(raw_query.as_deref())?;
+    query.user_agent = header_text(&request, header::USER_AGENT);
     let send_initial_events = raw_query.as_deref().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "sendInitialEvents")
@@ -390,10 +391,10 @@ async fn resource_request(
                 return Err(refuse("patch"));
             }
             let patch = read_body(request).await?;
-            let (patched, warnings) = registry
+            let (code, patched, warnings) = registry
                 .patch(path, name, &content_type, patch, &query)
                 .await?;
-            with_warnings(ok(StatusCode::OK, patched), &warnings)
+            with_warnings(ok(code, patched), &warnings)
         }
         (&Method::DELETE, Some(name)) => {
             if !verb_allowed("delete") {
@@ -444,6 +445,14 @@ async fn scale_request(
         }
     };
     Ok(json_response(StatusCode::OK, &scale, "application/json"))
+}
+
+fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Adds one `Warning: 299 - "…"` header per warning, as upstream reports them.

@@ -6,57 +6,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::openapi::definitions;
+use crate::schema::Schema;
 use crate::status::ApiError;
 
 const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
-
-/// A position in the schema (possibly unknown: then everything merges as plain JSON maps and
-/// lists are replaced).
-#[derive(Clone, Copy)]
-struct Schema(Option<&'static Value>);
-
-impl Schema {
-    fn resolve(value: &'static Value) -> Self {
-        let mut node = value;
-        // `$ref` may sit directly on the node or under `allOf`.
-        for _ in 0..8 {
-            if let Some(reference) = node["$ref"].as_str() {
-                let name = reference.rsplit('/').next().unwrap_or_default();
-                match definitions().schema(name) {
-                    Some(schema) => node = schema,
-                    None => return Self(None),
-                }
-            } else if let Some(first) = node["allOf"].get(0) {
-                node = first;
-            } else {
-                break;
-            }
-        }
-        Self(Some(node))
-    }
-
-    fn field(self, name: &str) -> (Self, Option<&'static Value>) {
-        let Some(node) = self.0 else {
-            return (Self(None), None);
-        };
-        if let Some(property) = node["properties"].get(name) {
-            return (Self::resolve(property), Some(property));
-        }
-        if let Some(additional) = node.get("additionalProperties").filter(|a| a.is_object()) {
-            return (Self::resolve(additional), Some(additional));
-        }
-        (Self(None), None)
-    }
-
-    fn items(self) -> Self {
-        match self.0.and_then(|node| node.get("items")) {
-            Some(items) => Self::resolve(items),
-            None => Self(None),
-        }
-    }
-}
 
 /// How a list field merges.
 struct ListStrategy {
@@ -76,16 +30,14 @@ fn list_strategy(field: Option<&'static Value>) -> ListStrategy {
 
 /// Applies `patch` to `original`, an object of the kind the definition `definition` describes.
 pub fn apply(original: &Value, patch: &Value, definition: &str) -> Result<Value, ApiError> {
-    let schema = definitions()
-        .schema(definition)
-        .map(|s| Schema(Some(s)))
-        .ok_or_else(|| {
-            ApiError::new(
-                http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                format!("strategic merge patch is not supported for {definition}"),
-            )
-        })?;
+    let schema = Schema::definition(definition);
+    if schema.node().is_none() {
+        return Err(ApiError::new(
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("strategic merge patch is not supported for {definition}"),
+        ));
+    }
     let Value::Object(patch) = patch else {
         return Err(ApiError::bad_request(
             "a strategic merge patch must be a JSON object",
