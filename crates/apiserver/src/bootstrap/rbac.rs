@@ -26,10 +26,16 @@ pub enum Action {
 
 pub async fn ensure(registry: &Registry) -> anyhow::Result<()> {
     // One list per kind instead of a get per object keeps start-up in milliseconds.
+    // "Any recent state" (resourceVersion=0) is served as soon as the watch cache is filled,
+    // without waiting for it to catch up; a write based on a stale read fails with 409.
+    let recent = Query {
+        resource_version: Some("0".into()),
+        ..Query::default()
+    };
     let mut existing: HashMap<(Kind, Option<String>, String), Value> = HashMap::new();
     for kind in Kind::ALL {
         let listing = registry
-            .list(&path(kind, None), &Query::default())
+            .list(&path(kind, None), &recent)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", kind.plural()))?
             .into_value();
