@@ -1,6 +1,5 @@
 //! The real helm v4 against `r8s server`: a chart of a ConfigMap and a Service through its
-//! whole life. Helm 4 applies server-side by default, which r8s does not build yet, so these
-//! run with `--server-side=false` (helm's client-side apply).
+//! whole life, with helm 4's default server-side apply and with its client-side apply.
 
 mod common;
 
@@ -64,27 +63,17 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     let chart = chart(dir.path());
-    helm_ok(
-        &server,
-        &["install", "demo", &chart, "--server-side=false", "--wait"],
-    );
+    helm_ok(&server, &["install", "demo", &chart, "--wait"]);
     assert_eq!(color(&server), "blue");
     server.kubectl_ok(&["get", "service", "demo-web"]);
 
     helm_ok(
         &server,
-        &[
-            "upgrade",
-            "demo",
-            &chart,
-            "--set",
-            "color=green",
-            "--server-side=false",
-        ],
+        &["upgrade", "demo", &chart, "--set", "color=green"],
     );
     assert_eq!(color(&server), "green");
 
-    helm_ok(&server, &["rollback", "demo", "1", "--server-side=false"]);
+    helm_ok(&server, &["rollback", "demo", "1"]);
     assert_eq!(color(&server), "blue");
     let history = helm_ok(&server, &["history", "demo"]);
     assert_eq!(
@@ -110,15 +99,38 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
 }
 
 #[test]
-fn helm_server_side_apply_is_refused_clearly() {
+fn helm_applies_server_side_as_its_own_field_manager() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     let chart = chart(dir.path());
-    let out = helm(&server, &["install", "demo", &chart]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("server-side apply is not built yet"),
-        "{stderr}"
+    helm_ok(&server, &["install", "demo", &chart]);
+    let managers = server.kubectl_ok(&[
+        "get",
+        "configmap",
+        "demo-settings",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert_eq!(managers.trim(), "helm/Apply");
+}
+
+#[test]
+fn helm_client_side_apply_still_works() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let chart = chart(dir.path());
+    helm_ok(&server, &["install", "demo", &chart, "--server-side=false"]);
+    helm_ok(
+        &server,
+        &[
+            "upgrade",
+            "demo",
+            &chart,
+            "--set",
+            "color=green",
+            "--server-side=false",
+        ],
     );
+    assert_eq!(color(&server), "green");
 }
