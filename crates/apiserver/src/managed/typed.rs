@@ -140,11 +140,11 @@ impl Ty {
     }
 
     /// Each element of a set or associative list with its path element.
-    pub(super) fn elements<'v>(
+    pub(super) fn elements(
         self,
         shape: Shape,
-        items: &'v [Value],
-    ) -> Result<Vec<(PathElement, &'v Value)>, String> {
+        items: &[Value],
+    ) -> Result<Vec<(PathElement, &Value)>, String> {
         let keys = if shape == Shape::Keyed {
             self.keys()
         } else {
