@@ -331,3 +331,21 @@ fn managers_default_to_the_user_agent_prefix() {
     assert!(validate_options("PatchOptions", Some("a\u{7}"), false, false).is_err());
     assert!(validate_options("PatchOptions", Some("kubectl"), false, true).is_err());
 }
+
+#[test]
+fn list_map_keys_take_upstream_defaults_when_omitted() {
+    let services = r8s_api::find("", "v1", "services").expect("catalogue has services");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web" },
+        "spec": { "ports": [{ "port": 80 }] },
+    });
+    let mut live = apply(services, None, None, &config, "kubectl", false).unwrap();
+    live["spec"]["ports"][0]["protocol"] = json!("TCP");
+    let again = apply(services, None, Some(&live), &config, "kubectl", false).unwrap();
+    assert_eq!(again["spec"]["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        entry(&again, "kubectl")["fieldsV1"]["f:spec"]["f:ports"],
+        json!({ "k:{\"port\":80,\"protocol\":\"TCP\"}": { ".": {}, "f:port": {} } })
+    );
+}
