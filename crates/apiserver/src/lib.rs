@@ -9,8 +9,11 @@ mod allocator;
 mod binding;
 mod bootstrap;
 mod cache;
+mod deletion;
 mod discovery;
+mod eviction;
 mod fields;
+mod inflight;
 mod managed;
 mod objects;
 mod openapi;
@@ -48,6 +51,9 @@ pub struct Config {
     pub advertise_port: u16,
     /// Node ports for NodePort and LoadBalancer Services.
     pub node_port_range: std::ops::RangeInclusive<u16>,
+    /// Read-only and mutating requests served at once (0: unlimited); more get 429.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 /// A running API server.
@@ -92,6 +98,10 @@ impl ApiServer {
         let address = listener.local_addr()?;
         let state = Arc::new(server::State {
             registry,
+            in_flight: inflight::InFlight::new(
+                config.max_requests_inflight,
+                config.max_mutating_requests_inflight,
+            ),
             address: address.to_string(),
         });
         let task = tokio::spawn(server::serve(listener, tls, state));

@@ -51,9 +51,14 @@ pub fn encode(object: &Value) -> Result<bytes::Bytes, ApiError> {
 }
 
 pub fn now_rfc3339() -> String {
+    rfc3339_after(0)
+}
+
+/// The time `seconds` from now, as metadata timestamps are written.
+pub fn rfc3339_after(seconds: i64) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
         .format(&format)
         .unwrap_or_default()
 }
@@ -138,6 +143,7 @@ pub struct Query {
     pub field_validation: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
+    pub orphan_dependents: Option<bool>,
 }
 
 impl Query {
@@ -186,6 +192,7 @@ impl Query {
                 "fieldValidation" => query.field_validation = Some(value),
                 "propagationPolicy" => query.propagation_policy = Some(value),
                 "gracePeriodSeconds" => query.grace_period_seconds = Some(number(&value)?),
+                "orphanDependents" => query.orphan_dependents = Some(flag(&value)),
                 _ => {}
             }
         }

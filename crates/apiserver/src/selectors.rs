@@ -55,6 +55,46 @@ impl LabelSelector {
         Ok(Self(requirements))
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`); the empty
+    /// selector matches everything (the caller decides what an absent one means).
+    pub fn from_object(selector: &Value) -> Result<Self, ApiError> {
+        let bad = |why: String| ApiError::bad_request(format!("invalid label selector: {why}"));
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector["matchLabels"].as_object() {
+            for (key, value) in labels {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| bad(format!("{key} is not a string")))?;
+                requirements.push(Requirement::Equals(key.clone(), value.to_owned()));
+            }
+        }
+        for expression in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let key = expression["key"].as_str().unwrap_or_default().to_owned();
+            let values: Vec<String> = expression["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            requirements.push(match expression["operator"].as_str().unwrap_or_default() {
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::DoesNotExist(key),
+                other => {
+                    return Err(bad(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )));
+                }
+            });
+        }
+        Ok(Self(requirements))
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let get = |key: &str| labels.get(key).and_then(Value::as_str);

@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::binding;
+use crate::deletion::DeleteOptions;
 use crate::discovery;
+use crate::eviction;
+use crate::inflight::InFlight;
 use crate::objects::Query;
 use crate::openapi;
 use crate::registry::{Body, Registry};
@@ -36,6 +39,7 @@ pub type ResponseBody = BoxBody<Bytes, Infallible>;
 
 pub struct State {
     pub registry: Registry,
+    pub in_flight: InFlight,
     /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
 }
@@ -123,7 +127,17 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let result = dispatch(state, identity, request).await;
+    // Anonymous requests are counted too; they are refused (or answered for health) anyway.
+    let slot = state.in_flight.admit(
+        &method,
+        &path,
+        request.uri().query(),
+        identity.is_some_and(Identity::is_master),
+    );
+    let result = match slot {
+        Ok(_slot) => dispatch(state, identity, request).await,
+        Err(e) => Err(e),
+    };
     let response = result.unwrap_or_else(|e| error_response(&e));
     tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
     response
@@ -271,6 +285,25 @@ async fn resource_request(
                 "application/json",
             ));
         }
+        if sub == "eviction" {
+            if request.method() != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "pods/eviction accepts only create (POST)",
+                ));
+            }
+            let name = path.name.clone().unwrap_or_default();
+            let body = read_object(request, &content_type).await?;
+            let pods = ResourcePath {
+                subresource: None,
+                ..path.clone()
+            };
+            let status = eviction::evict(registry, &pods, &name, &body, &query).await?;
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &status,
+                "application/json",
+            ));
+        }
         if r8s_api::kinds::behaviour(path.resource)
             .subresource_fields(sub)
             .is_none()
@@ -400,16 +433,18 @@ async fn resource_request(
             if !verb_allowed("delete") {
                 return Err(refuse("delete"));
             }
-            let (code, object) = registry.delete(path, name, &query).await?;
+            let options = delete_options(request, &content_type, &query).await?;
+            let (code, object) = registry.delete_with(path, name, &options).await?;
             ok(code, object)
         }
         (&Method::DELETE, None) => {
             if !verb_allowed("deletecollection") {
                 return Err(refuse("deletecollection"));
             }
+            let options = delete_options(request, &content_type, &query).await?;
             ok(
                 StatusCode::OK,
-                registry.delete_collection(path, &query).await?,
+                registry.delete_collection(path, &query, &options).await?,
             )
         }
         (method, _) => Err(ApiError::method_not_allowed(format!(
@@ -499,21 +534,32 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
     Ok(collected.freeze())
 }
 
+/// A DELETE's options: its body when it has one, else its query.
+async fn delete_options(
+    request: Request<Incoming>,
+    content_type: &str,
+    query: &Query,
+) -> Result<DeleteOptions, ApiError> {
+    let body = read_body(request).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return DeleteOptions::from_request(None, query);
+    }
+    let options = decode_object(&body, content_type)?;
+    DeleteOptions::from_request(Some(&options), query)
+}
+
 /// A JSON or YAML object from the request body.
 async fn read_object(request: Request<Incoming>, content_type: &str) -> Result<Value, ApiError> {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
     let body = read_body(request).await?;
-    let decoded: Result<Value, String> = match media.as_str() {
-        "application/json" | "" | "*/*" => serde_json::from_slice(&body).map_err(|e| e.to_string()),
-        "application/yaml" => serde_yaml_ng::from_slice(&body).map_err(|e| e.to_string()),
-        r8s_api::protobuf::MEDIA_TYPE => {
-            r8s_api::protobuf::decode(&body).map_err(|e| e.to_string())
-        }
+    decode_object(&body, content_type)
+}
+
+fn decode_object(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let decoded: Result<Value, String> = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        "application/yaml" => serde_yaml_ng::from_slice(body).map_err(|e| e.to_string()),
+        r8s_api::protobuf::MEDIA_TYPE => r8s_api::protobuf::decode(body).map_err(|e| e.to_string()),
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     decoded.map_err(|e| {

@@ -131,6 +131,19 @@ pub trait Kind: Sync {
     fn on_delete(&self, _object: &mut Value) -> Deletion {
         Deletion::Now
     }
+
+    /// Seconds a DELETE leaves for the object's owner to finish with it (a kubelet stopping a
+    /// pod's containers), given the grace period the client asked for; `None`: the kind is not
+    /// deleted gracefully.
+    fn grace_period(&self, _object: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+
+    /// Whether a DELETE answers the deleted object (upstream's `ReturnDeletedObject`) rather
+    /// than a `Status`.
+    fn returns_deleted_object(&self) -> bool {
+        false
+    }
 }
 
 struct Default;

@@ -19,6 +19,9 @@ fn set_name_label(object: &mut Value) {
 }
 
 impl Kind for Namespaces {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
         set_name_label(object);

@@ -48,6 +48,9 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for PersistentVolumeClaims {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
         if let Some(spec) = object.get_mut("spec").filter(|s| s.is_object()) {

@@ -60,6 +60,9 @@ const COLUMNS: &[Column] = &[
 pub const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 impl Kind for PersistentVolumes {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
         default_volume(object);

@@ -53,6 +53,29 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for Pods {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
+    // As upstream: the requested period, else the pod's own; a pod no kubelet runs (unbound)
+    // or that has finished has nothing to stop and goes at once.
+    fn grace_period(&self, pod: &Value, requested: Option<i64>) -> Option<i64> {
+        let period = requested
+            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
+        let unbound = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+        let finished = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        Some(if unbound || finished {
+            0
+        } else if period < 0 {
+            1
+        } else {
+            period
+        })
+    }
     // The fields upstream's field selectors accept for this kind.
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[

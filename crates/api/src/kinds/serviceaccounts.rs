@@ -20,6 +20,9 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Kind for ServiceAccounts {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
     }

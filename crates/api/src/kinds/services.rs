@@ -30,6 +30,9 @@ fn set_default(object: &mut Value, field: &str, value: Value) {
 }
 
 impl Kind for Services {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     // The fields upstream's field selectors accept for this kind.
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.clusterIP", "spec.type"]

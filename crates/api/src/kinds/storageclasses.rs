@@ -9,6 +9,9 @@ use super::defaulting::{drop_generation, set_default};
 pub struct StorageClasses;
 
 impl Kind for StorageClasses {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
         default_storage_class(object);
