@@ -36,6 +36,12 @@ pub struct ServerArgs {
     /// Run only the control plane, no node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
+    /// Read-only requests served at once; more get 429 Too Many Requests (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more get 429 Too Many Requests (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -66,6 +72,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             service_cidr,
             advertise_port: args.https_listen_port,
             node_port_range,
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
         },
         store,
     )
