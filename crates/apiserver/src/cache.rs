@@ -173,6 +173,12 @@ impl ResourceCache {
         Some(self.snapshot(key_prefix))
     }
 
+    /// The revision of the last change applied (an event or a re-list); unlike the freshness
+    /// revision, it does not move while nothing changes.
+    pub fn last_change(&self) -> Revision {
+        self.state.read().expect("cache lock poisoned").revision
+    }
+
     /// The current objects under `key_prefix` and the revision they are at.
     pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().expect("cache lock poisoned");

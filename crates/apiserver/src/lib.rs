@@ -6,6 +6,7 @@
 //! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
 
 mod allocator;
+mod authz;
 mod binding;
 mod bootstrap;
 mod cache;
@@ -90,6 +91,9 @@ impl ApiServer {
                 anyhow::anyhow!("cannot fill the watch cache of {}: {e}", resource.plural)
             })?;
         }
+        let authorizer = authz::Authorizer::new(&registry.cache)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?;
         let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
             .context("cannot set up TLS")?;
         let listener = TcpListener::bind(config.listen)
@@ -98,6 +102,7 @@ impl ApiServer {
         let address = listener.local_addr()?;
         let state = Arc::new(server::State {
             registry,
+            authorizer,
             in_flight: inflight::InFlight::new(
                 config.max_requests_inflight,
                 config.max_mutating_requests_inflight,

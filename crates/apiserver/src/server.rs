@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::authz::{self, Authorizer};
 use crate::binding;
 use crate::deletion::DeleteOptions;
 use crate::discovery;
@@ -40,6 +41,7 @@ pub type ResponseBody = BoxBody<Bytes, Infallible>;
 pub struct State {
     pub registry: Registry,
     pub in_flight: InFlight,
+    pub authorizer: Authorizer,
     /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
 }
@@ -180,6 +182,16 @@ async fn dispatch(
     let Some(identity) = identity else {
         return Err(ApiError::unauthorized());
     };
+    // Impersonation, then authorization of what the request asks, as upstream's filters run.
+    let user =
+        authz::impersonation::resolve(&state.authorizer, identity.into(), request.headers())?;
+    let attributes = authz::request_info::attributes(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+        &route,
+    );
+    state.authorizer.check(&user, &attributes)?;
     if request.method() == Method::GET {
         let discovery = match &route {
             Route::CoreVersions if discovery::wants_aggregated(&accept) => {
@@ -227,12 +239,22 @@ async fn dispatch(
     let Route::Resource(path) = route else {
         return Err(ApiError::not_found_path());
     };
-    // Until RBAC lands (its own issue), only cluster administrators may touch resources.
-    if !identity.is_master() {
-        return Err(ApiError::forbidden(format!(
-            "User {:?} cannot access {} in API group {:?}: r8s authorizes only system:masters until RBAC is built",
-            identity.user, path.resource.plural, path.resource.group
-        )));
+    if let Some(review) = authz::reviews::Review::of(&path) {
+        if request.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} accepts only create (POST)",
+                path.resource.plural
+            )));
+        }
+        let content_type = header_text(&request, header::CONTENT_TYPE)
+            .unwrap_or_else(|| "application/json".to_owned());
+        let body = read_object(request, &content_type).await?;
+        let answer = authz::reviews::answer(review, &state.authorizer, &user, &path, body)?;
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &answer,
+            "application/json",
+        ));
     }
     resource_request(state, &path, request).await
 }
