@@ -109,6 +109,7 @@ impl ApiServer {
             ),
             address: address.to_string(),
         });
+        tokio::spawn(authz::aggregation::run(Arc::downgrade(&state)));
         let task = tokio::spawn(server::serve(listener, tls, state));
         Ok(Self { address, task })
     }

@@ -3,6 +3,7 @@
 //! The RBAC objects are read from the watch cache and indexed by subject, rebuilt only when one
 //! of them changes, so a decision never touches the store. A denied request gets upstream's 403.
 
+pub mod aggregation;
 pub mod impersonation;
 mod rbac;
 pub mod request_info;
