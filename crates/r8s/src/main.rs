@@ -3,6 +3,7 @@
 
 mod bench;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Command {
     /// Measure r8s's components against their references.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Simulated cluster members (hollow nodes) for tests and scale benchmarks.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Sim(command) => sim::run(command).await,
         }
     });
     match result {
