@@ -1,0 +1,203 @@
+//! Hollow nodes (`r8s sim nodes`) against a real `r8s server`, observed with the real kubectl:
+//! they register Ready nodes, renew leases, run bound pods, complete `true` pods, finish
+//! graceful deletion, and stop heartbeating when stopped.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{R8S, TestServer};
+use serde_json::Value;
+
+/// An `r8s sim nodes` process; stopped (by its pid) on drop.
+struct HollowNodes {
+    child: Child,
+}
+
+impl HollowNodes {
+    fn start(server: &TestServer, count: u32) -> Self {
+        let mut child = Command::new(R8S)
+            .args([
+                "sim",
+                "nodes",
+                "--count",
+                &count.to_string(),
+                "--kubeconfig",
+            ])
+            .arg(&server.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start r8s sim nodes");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("hollow nodes registered"));
+        assert!(registered, "r8s sim nodes did not register its nodes");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child }
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for HollowNodes {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn get(server: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&server.kubectl_ok(&all)).expect("kubectl printed JSON")
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+fn pod(name: &str, node: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n{extra}  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+#[test]
+fn hollow_nodes_register_as_ready_nodes() {
+    let server = TestServer::start();
+    let _sim = HollowNodes::start(&server, 3);
+    let table = server.kubectl_ok(&["get", "nodes"]);
+    for name in ["hollow-0", "hollow-1", "hollow-2"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from\n{table}"));
+        assert!(line.contains(" Ready "), "{line}");
+    }
+    let node = get(&server, &["node", "hollow-1"]);
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"],
+        "hollow-1"
+    );
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux");
+    assert_eq!(node["status"]["capacity"]["cpu"], "4");
+    assert_eq!(node["status"]["allocatable"]["pods"], "110");
+    assert!(node["spec"]["podCIDR"].is_string());
+}
+
+#[test]
+fn a_pod_bound_to_a_hollow_node_runs_with_an_address_from_its_pod_cidr() {
+    let server = TestServer::start();
+    let _sim = HollowNodes::start(&server, 3);
+    server.create_ok(&pod("web", "hollow-1", ""));
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    let pod = get(&server, &["pod", "web"]);
+    assert_eq!(pod["status"]["phase"], "Running");
+    let node = get(&server, &["node", "hollow-1"]);
+    let (base, prefix) = node["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let base: Ipv4Addr = base.parse().unwrap();
+    let prefix: u32 = prefix.parse().unwrap();
+    let ip: Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let mask = u32::MAX << (32 - prefix);
+    assert_eq!(
+        u32::from(ip) & mask,
+        u32::from(base),
+        "{ip} outside {base}/{prefix}"
+    );
+    assert_eq!(
+        pod["status"]["hostIP"],
+        node["status"]["addresses"][0]["address"]
+    );
+    assert!(pod["status"]["containerStatuses"][0]["state"]["running"].is_object());
+}
+
+#[test]
+fn a_true_pod_that_never_restarts_succeeds() {
+    let server = TestServer::start();
+    let _sim = HollowNodes::start(&server, 1);
+    server.create_ok(&format!(
+        "{}    command: [\"true\"]\n",
+        pod("done", "hollow-0", "  restartPolicy: Never\n")
+    ));
+    server.kubectl_ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/done",
+        "--timeout=30s",
+    ]);
+    let pod = get(&server, &["pod", "done"]);
+    let terminated = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 0);
+    assert_eq!(terminated["reason"], "Completed");
+}
+
+#[test]
+fn deleting_a_running_pod_completes() {
+    let server = TestServer::start();
+    let _sim = HollowNodes::start(&server, 1);
+    server.create_ok(&pod("web", "hollow-0", ""));
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    server.kubectl_ok(&["delete", "pod", "web", "--timeout=30s"]);
+    let out = server.kubectl(&["get", "pod", "web"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn leases_are_renewed_until_the_hollow_nodes_stop() {
+    let server = TestServer::start();
+    let mut sim = HollowNodes::start(&server, 2);
+    let renew_time = || {
+        get(&server, &["lease", "-n", "kube-node-lease", "hollow-0"])["spec"]["renewTime"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let lease = get(&server, &["lease", "-n", "kube-node-lease", "hollow-0"]);
+    assert_eq!(lease["spec"]["holderIdentity"], "hollow-0");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let first = renew_time();
+    assert!(
+        eventually(Duration::from_secs(15), || renew_time() != first),
+        "the lease was not renewed within 15 s"
+    );
+    sim.stop();
+    let last = renew_time();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        renew_time(),
+        last,
+        "a stopped hollow node renewed its lease"
+    );
+    let node = get(&server, &["node", "hollow-0"]);
+    assert_eq!(
+        node["metadata"]["name"], "hollow-0",
+        "stopping keeps the Node"
+    );
+}
