@@ -6,11 +6,69 @@
 //! upstream's kube-controller-manager. This crate must not use the store or the API server's
 //! internals; it may use `r8s_api` (the catalogue).
 
+pub mod clock;
+pub mod events;
 pub mod namespace;
+pub mod ownership;
+pub mod replicaset;
+pub mod selector;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 
-/// Runs every controller until one fails.
+use clock::{Clock, SystemClock};
+
+type Run = fn(Client, Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Every controller, by the name upstream's controller manager gives it.
+fn controllers() -> Vec<(&'static str, Run)> {
+    vec![
+        ("namespace", |client, _| Box::pin(namespace::run(client))),
+        ("replicaset", |client, clock| {
+            Box::pin(replicaset::run(client, clock))
+        }),
+        ("replicationcontroller", |client, clock| {
+            Box::pin(replicaset::run_replication_controllers(client, clock))
+        }),
+    ]
+}
+
+/// Runs every controller concurrently. One that stops or fails is logged and restarted after a
+/// pause; the others keep running.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    namespace::run(client).await
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tasks = controllers().into_iter().map(|(name, run)| {
+        let (client, clock) = (client.clone(), clock.clone());
+        tokio::spawn(async move {
+            loop {
+                let outcome = tokio::spawn(run(client.clone(), clock.clone())).await;
+                match outcome {
+                    Ok(Ok(())) => tracing::warn!(controller = name, "controller stopped"),
+                    Ok(Err(error)) => {
+                        tracing::error!(
+                            controller = name,
+                            error = format!("{error:#}"),
+                            "controller failed"
+                        )
+                    }
+                    Err(panic) => tracing::error!(controller = name, %panic, "controller panicked"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
+    futures::future::join_all(tasks).await;
+    Ok(())
+}
+
+/// Treats 404 Not Found as done: what a controller wanted gone is gone.
+pub(crate) fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {
+    match error {
+        kube::Error::Api(status) if status.code == 404 => Ok(()),
+        error => Err(error),
+    }
 }

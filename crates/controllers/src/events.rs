@@ -1,0 +1,92 @@
+//! Events through `events.k8s.io/v1`, with upstream's reasons and reporting controllers.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+/// Publishes events for one controller. A lost event is logged, never a reconcile failure,
+/// as upstream's recorder drops events it cannot write.
+#[derive(Clone)]
+pub struct EventRecorder {
+    recorder: Option<std::sync::Arc<Recorder>>,
+}
+
+impl EventRecorder {
+    pub fn new(client: Client, controller: &str) -> Self {
+        let reporter = Reporter {
+            controller: controller.to_owned(),
+            instance: Some("r8s-controller-manager".to_owned()),
+        };
+        Self {
+            recorder: Some(std::sync::Arc::new(Recorder::new(client, reporter))),
+        }
+    }
+
+    /// A recorder that records nothing, for unit tests without a server.
+    #[cfg(test)]
+    pub fn disabled() -> Self {
+        Self { recorder: None }
+    }
+
+    pub async fn normal(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(regarding, EventType::Normal, reason, action, note)
+            .await
+    }
+
+    pub async fn warning(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(regarding, EventType::Warning, reason, action, note)
+            .await
+    }
+
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, regarding).await {
+            tracing::warn!(%error, reason, "cannot record event");
+        }
+    }
+}
+
+/// The reference an event names for a namespaced object.
+pub fn reference(
+    api_version: &str,
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.to_owned()),
+        kind: Some(kind.to_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
+}
