@@ -7,6 +7,7 @@
 //! internals; it may use `r8s_api` (the catalogue).
 
 pub mod clock;
+pub mod deployment;
 pub mod events;
 pub mod namespace;
 pub mod ownership;
@@ -30,6 +31,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         ("namespace", |client, _| Box::pin(namespace::run(client))),
         ("replicaset", |client, clock| {
             Box::pin(replicaset::run(client, clock))
+        }),
+        ("deployment", |client, clock| {
+            Box::pin(deployment::run(client, clock))
         }),
         ("replicationcontroller", |client, clock| {
             Box::pin(replicaset::run_replication_controllers(client, clock))
