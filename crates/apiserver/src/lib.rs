@@ -24,6 +24,7 @@ mod scale;
 mod schema;
 mod selectors;
 mod server;
+mod serviceaccount_token;
 mod status;
 mod strategic;
 mod table;
@@ -55,6 +56,11 @@ pub struct Config {
     /// Read-only and mutating requests served at once (0: unlimited); more get 429.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// The key that signs ServiceAccount tokens (PKCS#8 PEM) and its public half (SPKI PEM).
+    pub service_account_key_pem: String,
+    pub service_account_public_pem: String,
+    /// The `iss` of ServiceAccount tokens, also their default audience.
+    pub service_account_issuer: String,
 }
 
 /// A running API server.
@@ -103,6 +109,12 @@ impl ApiServer {
         let state = Arc::new(server::State {
             registry,
             authorizer,
+            tokens: serviceaccount_token::TokenIssuer::new(
+                &config.service_account_key_pem,
+                &config.service_account_public_pem,
+                &config.service_account_issuer,
+            )
+            .context("cannot load the service account signing key")?,
             in_flight: inflight::InFlight::new(
                 config.max_requests_inflight,
                 config.max_mutating_requests_inflight,

@@ -25,6 +25,7 @@ use crate::openapi;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
 use crate::scale;
+use crate::serviceaccount_token::{self, TokenIssuer};
 use crate::status::ApiError;
 use crate::table;
 use crate::tls::Identity;
@@ -42,6 +43,7 @@ pub struct State {
     pub registry: Registry,
     pub in_flight: InFlight,
     pub authorizer: Authorizer,
+    pub tokens: TokenIssuer,
     /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
 }
@@ -129,6 +131,23 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // A client certificate wins; otherwise a bearer token must be valid (a bad one is 401,
+    // not anonymous), as upstream's union of authenticators.
+    let from_token;
+    let identity = match (
+        identity,
+        serviceaccount_token::bearer_token(request.headers()),
+    ) {
+        (Some(identity), _) => Some(identity),
+        (None, Some(token)) => match state.tokens.authenticate(&state.registry, token).await {
+            Ok(found) => {
+                from_token = found;
+                Some(&from_token)
+            }
+            Err(e) => return error_response(&e),
+        },
+        (None, None) => None,
+    };
     // Anonymous requests are counted too; they are refused (or answered for health) anyway.
     let slot = state.in_flight.admit(
         &method,
@@ -304,6 +323,33 @@ async fn resource_request(
             return Ok(json_response(
                 StatusCode::CREATED,
                 &status,
+                "application/json",
+            ));
+        }
+        if sub == "token" && path.resource.plural == "serviceaccounts" {
+            if request.method() != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "serviceaccounts/token accepts only create (POST)",
+                ));
+            }
+            let name = path.name.clone().unwrap_or_default();
+            let body = read_object(request, &content_type).await?;
+            let accounts = ResourcePath {
+                subresource: None,
+                ..path.clone()
+            };
+            let token = serviceaccount_token::request(
+                &state.tokens,
+                registry,
+                &accounts,
+                &name,
+                &body,
+                &query,
+            )
+            .await?;
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &token,
                 "application/json",
             ));
         }

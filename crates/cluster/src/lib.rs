@@ -12,6 +12,7 @@ mod certs;
 mod error;
 mod kubeconfig;
 mod server_pki;
+mod service_account_key;
 
 pub use certs::{
     APISERVER_COMMON_NAME, CA_COMMON_NAME, CA_VALIDITY, LEAF_VALIDITY, Pem, ServingNames,
@@ -23,3 +24,4 @@ pub use server_pki::{
     ADMIN_COMMON_NAME, ADMIN_ORGANIZATION, IssueReason, Issued, RENEW_BEFORE, ServerPki,
     ensure_server_pki,
 };
+pub use service_account_key::{ServiceAccountKey, ensure_service_account_key};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use r8s_apiserver::{ApiServer, Config, first_service_ip, parse_cidr, parse_port_range};
-use r8s_cluster::{ServingNames, ensure_server_pki, write_kubeconfig};
+use r8s_cluster::{ServingNames, ensure_server_pki, ensure_service_account_key, write_kubeconfig};
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -42,6 +42,9 @@ pub struct ServerArgs {
     /// Mutating requests served at once; more get 429 Too Many Requests (0: no limit).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// The issuer (`iss`) of ServiceAccount tokens, also their default audience.
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    service_account_issuer: String,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -62,6 +65,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let pki = ensure_server_pki(&args.data_dir.join("server").join("tls"), &names)
         .context("cannot prepare the cluster's certificates")?;
 
+    let service_account_key = ensure_service_account_key(&args.data_dir.join("server").join("tls"))
+        .context("cannot prepare the service account signing key")?;
+
     let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
     let server = ApiServer::start(
         Config {
@@ -74,6 +80,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             node_port_range,
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            service_account_key_pem: service_account_key.private_pem,
+            service_account_public_pem: service_account_key.public_pem,
+            service_account_issuer: args.service_account_issuer,
         },
         store,
     )
@@ -106,6 +115,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = out.flush();
     drop(out);
     let controllers = tokio::spawn(run_controllers(kubeconfig.clone()));
+    let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
     if !args.disable_agent {
         eprintln!(
             "r8s: the node agent is not built yet: this server runs the control plane only and no pods"
@@ -116,6 +126,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = server.wait() => result,
         result = controllers => result.context("the controller manager stopped")?,
+        result = scheduler => result.context("the scheduler stopped")?,
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
@@ -132,4 +143,17 @@ async fn run_controllers(kubeconfig: PathBuf) -> anyhow::Result<()> {
     .context("cannot read the admin kubeconfig for the controller manager")?;
     let client = kube::Client::try_from(config)?;
     r8s_controllers::run(client).await
+}
+
+/// The scheduler, a client of the API server like any other (and like the controller manager,
+/// with the admin credentials until component identities exist).
+async fn run_scheduler(kubeconfig: PathBuf) -> anyhow::Result<()> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("cannot read the admin kubeconfig for the scheduler")?;
+    let client = kube::Client::try_from(config)?;
+    r8s_scheduler::run(client).await
 }
