@@ -159,25 +159,42 @@ impl Registry {
         let prefix = objects::collection(resource, path.namespace.as_deref());
         // Unpaged lists come from the watch cache: "any recent state" (resourceVersion=0) at
         // once, the latest state once the cache has caught up with the store.
-        let cacheable = matches!(query.resource_version.as_deref(), None | Some("0"))
-            && query.resource_version_match.is_none()
-            && query.continue_token.is_none()
-            && query.limit == 0;
-        let from_cache = if cacheable {
-            let cache = self.cache.resource(resource).await?;
-            let key_prefix = format!("{prefix}/");
-            if query.resource_version.is_some() {
-                Some(cache.snapshot(&key_prefix))
-            } else {
+        // Unpaged lists come from the watch cache: "any" state (resourceVersion=0) at once;
+        // the latest state, or one not older than a given revision, once the cache has it.
+        let unpaged = query.continue_token.is_none() && query.limit == 0;
+        let not_older_than = matches!(
+            query.resource_version_match.as_deref(),
+            None | Some("NotOlderThan")
+        );
+        let from_cache = match query.resource_version.as_deref() {
+            _ if !unpaged => None,
+            Some("0") if not_older_than => {
+                let cache = self.cache.resource(resource).await?;
+                Some(cache.snapshot(&format!("{prefix}/")))
+            }
+            None if query.resource_version_match.is_none() => {
+                let cache = self.cache.resource(resource).await?;
                 let current = self
                     .store
                     .current_revision()
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?;
-                cache.consistent_snapshot(current, &key_prefix).await
+                cache
+                    .consistent_snapshot(current, &format!("{prefix}/"))
+                    .await
             }
-        } else {
-            None
+            Some(rv) if query.resource_version_match.as_deref() == Some("NotOlderThan") => {
+                match rv.parse::<Revision>() {
+                    Ok(wanted) => {
+                        let cache = self.cache.resource(resource).await?;
+                        cache
+                            .consistent_snapshot(wanted, &format!("{prefix}/"))
+                            .await
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => None,
         };
         if let Some((objects, revision)) = from_cache {
             let objects = objects

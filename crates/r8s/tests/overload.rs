@@ -3,70 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-
-/// A client certificate for `user` (not a cluster administrator), signed by the cluster CA.
-fn client_cert(tls: &Path, dir: &Path, user: &str) -> (String, String) {
-    let key = dir.join(format!("{user}.key"));
-    let csr = dir.join(format!("{user}.csr"));
-    let crt = dir.join(format!("{user}.crt"));
-    // rustls takes only X.509 v3 client certificates: give it the extensions that make one.
-    let extensions = dir.join("client.ext");
-    std::fs::write(
-        &extensions,
-        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&key),
-        "-out",
-        &s(&csr),
-        "-subj",
-        &format!("/O=developers/CN={user}"),
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &s(&csr),
-        "-CA",
-        &s(&tls.join("ca.crt")),
-        "-CAkey",
-        &s(&tls.join("ca.key")),
-        "-CAcreateserial",
-        "-extfile",
-        &s(&extensions),
-        "-days",
-        "1",
-        "-out",
-        &s(&crt),
-    ]);
-    (s(&crt), s(&key))
-}
 
 #[test]
 fn a_full_server_answers_429_with_retry_after_but_serves_administrators() {
@@ -76,7 +16,7 @@ fn a_full_server_answers_429_with_retry_after_but_serves_administrators() {
     );
     let tls = server.data_dir.path().join("server/tls");
     let scratch = tempfile::tempdir().unwrap();
-    let (crt, key) = client_cert(&tls, scratch.path(), "jane");
+    let (crt, key) = server.client_cert(scratch.path(), "jane", "developers");
     let url = format!("{}/api/v1/namespaces/default/configmaps", server.url);
     // An administrator's create whose body trickles in holds the one mutating slot.
     let body = format!(
@@ -111,7 +51,7 @@ fn a_full_server_answers_429_with_retry_after_but_serves_administrators() {
         .spawn()
         .expect("start curl");
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
+    let mut last;
     let refused = loop {
         let out = Command::new("curl")
             .args([
@@ -125,7 +65,10 @@ fn a_full_server_answers_429_with_retry_after_but_serves_administrators() {
             .args(["--data", r#"{"metadata":{"name":"quick"}}"#])
             .arg("--cacert")
             .arg(tls.join("ca.crt"))
-            .args(["--cert", &crt, "--key", &key])
+            .arg("--cert")
+            .arg(&crt)
+            .arg("--key")
+            .arg(&key)
             .arg(&url)
             .output()
             .expect("run curl");

@@ -68,15 +68,20 @@ pub async fn ensure(registry: &Registry, config: &Config) -> anyhow::Result<()> 
     rbac::ensure(registry).await
 }
 
+/// The start-up writes' field manager, as upstream's API server names itself.
+pub(crate) fn writer() -> Query {
+    Query {
+        field_manager: Some("kube-apiserver".into()),
+        ..Query::default()
+    }
+}
+
 async fn create_if_missing(
     registry: &Registry,
     path: &ResourcePath,
     object: serde_json::Value,
 ) -> anyhow::Result<()> {
-    match registry
-        .create(path, Body { object }, &Query::default())
-        .await
-    {
+    match registry.create(path, Body { object }, &writer()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == StatusCode::CONFLICT => Ok(()),
         Err(e) => Err(anyhow::anyhow!("{e}")),

@@ -92,7 +92,7 @@ fn path(kind: Kind, namespace: Option<&str>) -> ResourcePath {
 async fn write(registry: &Registry, object: PolicyObject, action: Action) -> anyhow::Result<()> {
     let path = path(object.kind, object.namespace);
     let what = || format!("{} {}", object.kind.plural(), object.name);
-    let query = Query::default();
+    let query = super::writer();
     let result = match action {
         Action::Create(value) => registry
             .create(&path, Body { object: value }, &query)

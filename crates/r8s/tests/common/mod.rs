@@ -165,6 +165,67 @@ impl TestServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A client certificate for `user` in `group`, signed by the cluster CA, written to `dir`:
+    /// (certificate, key) paths.
+    pub fn client_cert(&self, dir: &Path, user: &str, group: &str) -> (PathBuf, PathBuf) {
+        let tls = self.data_dir.path().join("server/tls");
+        let (key, csr, crt) = (
+            dir.join(format!("{user}.key")),
+            dir.join(format!("{user}.csr")),
+            dir.join(format!("{user}.crt")),
+        );
+        // rustls takes only X.509 v3 client certificates: give it the extensions that make one.
+        let extensions = dir.join("client.ext");
+        std::fs::write(
+            &extensions,
+            "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        let subject = format!("/O={group}/CN={user}");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            &subject,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&tls.join("ca.crt")),
+            "-CAkey",
+            &s(&tls.join("ca.key")),
+            "-CAcreateserial",
+            "-extfile",
+            &s(&extensions),
+            "-days",
+            "1",
+            "-out",
+            &s(&crt),
+        ]);
+        (crt, key)
+    }
+
     /// curl with the admin client certificate; returns (HTTP code, body).
     pub fn curl(&self, args: &[&str]) -> (u16, String) {
         let tls = self.data_dir.path().join("server/tls");
