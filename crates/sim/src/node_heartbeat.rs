@@ -2,9 +2,11 @@
 //! Lease every 10 s and reports its status every `node_status_report_frequency`, on jittered
 //! timers so renewals spread evenly, with a bounded number of requests in flight.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
@@ -217,7 +219,9 @@ enum Work {
     Report(usize),
 }
 
-/// Renews every node's lease and reports every node's status, forever.
+/// Renews every node's lease and reports every node's status, forever. Due work is queued on
+/// each tick and kept flowing with `concurrency` requests in flight, so one slow answer never
+/// holds up the renewals behind it.
 pub async fn heartbeat(client: Client, nodes: Arc<[HollowNode]>, config: Arc<SimConfig>) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let node_api: Api<Node> = Api::all(client);
@@ -228,61 +232,69 @@ pub async fn heartbeat(client: Client, nodes: Arc<[HollowNode]>, config: Arc<Sim
     );
     let start = Instant::now();
     // Registration just renewed and reported: spread the next ones over a whole period.
-    let mut renew_at: Vec<Instant> = (0..nodes.len())
-        .map(|_| start + jitter.below(config.lease_renew_interval))
+    // `None`: queued or in flight.
+    let mut renew_at: Vec<Option<Instant>> = (0..nodes.len())
+        .map(|_| Some(start + jitter.below(config.lease_renew_interval)))
         .collect();
-    let mut report_at: Vec<Instant> = (0..nodes.len())
-        .map(|_| start + jitter.below(config.node_status_report_frequency))
+    let mut report_at: Vec<Option<Instant>> = (0..nodes.len())
+        .map(|_| Some(start + jitter.below(config.node_status_report_frequency)))
         .collect();
+    let mut queue: VecDeque<Work> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        let now = Instant::now();
-        let due: Vec<Work> = (0..nodes.len())
-            .filter(|&i| renew_at[i] <= now)
-            .map(Work::Renew)
-            .chain(
-                (0..nodes.len())
-                    .filter(|&i| report_at[i] <= now)
-                    .map(Work::Report),
-            )
-            .collect();
-        if due.is_empty() {
-            continue;
-        }
-        let results: Vec<(Work, bool)> = stream::iter(due)
-            .map(|work| {
-                let (leases, node_api, nodes, config) = (&leases, &node_api, &nodes, &config);
-                async move {
-                    let result = match work {
-                        Work::Renew(i) => renew(leases, node_api, &nodes[i], config).await,
-                        Work::Report(i) => report_status(node_api, &nodes[i], config, None).await,
-                    };
-                    if let Err(e) = &result {
-                        let i = match work {
-                            Work::Renew(i) | Work::Report(i) => i,
-                        };
-                        tracing::warn!(node = %nodes[i].name, "heartbeat failed: {e}");
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                for i in 0..nodes.len() {
+                    if renew_at[i].is_some_and(|at| at <= now) {
+                        renew_at[i] = None;
+                        queue.push_back(Work::Renew(i));
                     }
-                    (work, result.is_ok())
+                    if report_at[i].is_some_and(|at| at <= now) {
+                        report_at[i] = None;
+                        queue.push_back(Work::Report(i));
+                    }
                 }
-            })
-            .buffer_unordered(config.concurrency)
-            .collect()
-            .await;
-        let done = Instant::now();
-        for (work, ok) in results {
-            match (work, ok) {
-                (Work::Renew(i), true) => {
-                    renew_at[i] = done + jitter.stretch(config.lease_renew_interval, 0.04)
-                }
-                (Work::Report(i), true) => {
-                    report_at[i] = done + jitter.stretch(config.node_status_report_frequency, 0.04)
-                }
-                (Work::Renew(i), false) => renew_at[i] = done + RETRY,
-                (Work::Report(i), false) => report_at[i] = done + RETRY,
             }
+            Some((work, ok)) = in_flight.next() => {
+                let done = Instant::now();
+                match (work, ok) {
+                    (Work::Renew(i), true) => {
+                        renew_at[i] = Some(done + jitter.stretch(config.lease_renew_interval, 0.04))
+                    }
+                    (Work::Report(i), true) => {
+                        report_at[i] =
+                            Some(done + jitter.stretch(config.node_status_report_frequency, 0.04))
+                    }
+                    (Work::Renew(i), false) => renew_at[i] = Some(done + RETRY),
+                    (Work::Report(i), false) => report_at[i] = Some(done + RETRY),
+                }
+            }
+        }
+        while in_flight.len() < config.concurrency {
+            let Some(work) = queue.pop_front() else {
+                break;
+            };
+            let (leases, node_api, nodes, config) = (
+                leases.clone(),
+                node_api.clone(),
+                nodes.clone(),
+                config.clone(),
+            );
+            in_flight.push(async move {
+                let (i, result) = match work {
+                    Work::Renew(i) => (i, renew(&leases, &node_api, &nodes[i], &config).await),
+                    Work::Report(i) => {
+                        (i, report_status(&node_api, &nodes[i], &config, None).await)
+                    }
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(node = %nodes[i].name, "heartbeat failed: {e}");
+                }
+                (work, result.is_ok())
+            });
         }
     }
 }
