@@ -1,0 +1,236 @@
+//! What the scheduler tells the world besides bindings: the `PodScheduled=False` condition of
+//! pods that fit nowhere (through `pods/status`) and `events.k8s.io/v1` Events (Scheduled,
+//! FailedScheduling, Preempted). Written by a background task so scheduling never waits on them;
+//! repeated events become a series, as upstream's event broadcaster does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::SCHEDULER_NAME;
+use crate::cache::PodInfo;
+
+/// Writes in flight at once.
+const CONCURRENCY: usize = 16;
+/// Upstream's events library starts a new event (not a series) after this long.
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+pub enum Report {
+    Unschedulable {
+        pod: Arc<PodInfo>,
+        message: String,
+        nominated_node: Option<String>,
+    },
+    Scheduled {
+        pod: Arc<PodInfo>,
+        node: String,
+    },
+    Preempted {
+        victim: Arc<PodInfo>,
+        preemptor: Arc<PodInfo>,
+        node: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    sender: mpsc::UnboundedSender<Report>,
+}
+
+impl Reporter {
+    pub fn start(client: Client, instance: &str) -> Self {
+        let (sender, receiver) = mpsc::unbounded();
+        let recorder = Arc::new(Recorder {
+            client,
+            instance: format!("{SCHEDULER_NAME}-{instance}"),
+            series: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(receiver.for_each_concurrent(CONCURRENCY, move |report| {
+            let recorder = recorder.clone();
+            async move { recorder.write(report).await }
+        }));
+        Reporter { sender }
+    }
+
+    pub fn send(&self, report: Report) {
+        // Only fails when the writer task is gone, i.e. the scheduler is stopping.
+        let _ = self.sender.unbounded_send(report);
+    }
+}
+
+struct Series {
+    name: String,
+    namespace: String,
+    count: i32,
+    first: Instant,
+}
+
+struct Recorder {
+    client: Client,
+    instance: String,
+    series: Mutex<HashMap<String, Series>>,
+}
+
+impl Recorder {
+    async fn write(&self, report: Report) {
+        match report {
+            Report::Unschedulable {
+                pod,
+                message,
+                nominated_node,
+            } => {
+                self.set_unschedulable(&pod, &message, nominated_node.as_deref())
+                    .await;
+                self.event(&pod, "Warning", "FailedScheduling", "Scheduling", message)
+                    .await;
+            }
+            Report::Scheduled { pod, node } => {
+                let note = format!(
+                    "Successfully assigned {}/{} to {node}",
+                    pod.namespace, pod.name
+                );
+                self.event(&pod, "Normal", "Scheduled", "Binding", note)
+                    .await;
+            }
+            Report::Preempted {
+                victim,
+                preemptor,
+                node,
+            } => {
+                let note = format!("Preempted by pod {} on node {node}", preemptor.uid);
+                self.event(&victim, "Normal", "Preempted", "Preempting", note)
+                    .await;
+            }
+        }
+    }
+
+    /// Sets `PodScheduled=False, reason Unschedulable` unless the pod already says exactly that.
+    async fn set_unschedulable(&self, pod: &PodInfo, message: &str, nominated: Option<&str>) {
+        let status = pod.pod.status.as_ref();
+        let current = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+        let same = current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        });
+        let nominated_same = nominated.is_none()
+            || status.and_then(|s| s.nominated_node_name.as_deref()) == nominated;
+        if same && nominated_same {
+            return;
+        }
+        let transition = match current {
+            Some(c) if c.status == "False" => c
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(|| Timestamp::now().to_string()),
+            _ => Timestamp::now().to_string(),
+        };
+        let mut patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": transition,
+        }]}});
+        if let Some(node) = nominated {
+            patch["status"]["nominatedNodeName"] = json!(node);
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        if let Err(error) = pods
+            .patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            tracing::debug!(%error, pod = %pod.key(), "cannot set PodScheduled=False");
+        }
+    }
+
+    async fn event(&self, pod: &PodInfo, type_: &str, reason: &str, action: &str, note: String) {
+        let key = format!(
+            "{}/{}/{}/{}/{}",
+            pod.namespace, pod.name, pod.uid, reason, note
+        );
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let repeat = {
+            let mut series = self.series.lock().unwrap();
+            series.retain(|_, s| s.first.elapsed() < SERIES_WINDOW);
+            match series.get_mut(&key) {
+                Some(s) => {
+                    s.count += 1;
+                    // Upstream writes the series when it starts and then only on its heartbeat.
+                    (s.count == 2).then(|| (s.name.clone(), s.namespace.clone()))
+                }
+                None => None,
+            }
+        };
+        if let Some((name, namespace)) = repeat {
+            let series = EventSeries {
+                count: 2,
+                last_observed_time: MicroTime(Timestamp::now()),
+            };
+            let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+            let patch = json!({"series": series});
+            if let Err(error) = events
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                tracing::debug!(%error, "cannot update event series");
+            }
+            return;
+        }
+        if self.series.lock().unwrap().contains_key(&key) {
+            return;
+        }
+        let now = Timestamp::now();
+        let name = format!("{}.{:x}", pod.name, now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(pod.namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            reporting_controller: Some(SCHEDULER_NAME.to_owned()),
+            reporting_instance: Some(self.instance.clone()),
+            action: Some(action.to_owned()),
+            reason: Some(reason.to_owned()),
+            note: Some(note),
+            type_: Some(type_.to_owned()),
+            regarding: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(pod.namespace.clone()),
+                name: Some(pod.name.clone()),
+                uid: Some(pod.uid.clone()),
+                resource_version: pod.pod.metadata.resource_version.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.series.lock().unwrap().insert(
+            key,
+            Series {
+                name,
+                namespace: pod.namespace.clone(),
+                count: 1,
+                first: Instant::now(),
+            },
+        );
+        if let Err(error) = events.create(&PostParams::default(), &event).await {
+            tracing::debug!(%error, pod = %pod.key(), reason, "cannot write event");
+        }
+    }
+}
