@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod deployment;
 pub mod events;
+pub mod garbage_collector;
 pub mod namespace;
 pub mod ownership;
 pub mod replicaset;
@@ -29,6 +30,9 @@ type Run = fn(Client, Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = anyhow::Res
 fn controllers() -> Vec<(&'static str, Run)> {
     vec![
         ("namespace", |client, _| Box::pin(namespace::run(client))),
+        ("garbagecollector", |client, _| {
+            Box::pin(garbage_collector::run(client))
+        }),
         ("replicaset", |client, clock| {
             Box::pin(replicaset::run(client, clock))
         }),
