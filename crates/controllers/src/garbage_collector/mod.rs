@@ -10,7 +10,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{
@@ -274,8 +274,6 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         );
     }
 }
-
-use futures::FutureExt;
 
 fn apply(
     graph: &mut Graph,
