@@ -811,6 +811,7 @@ fn merge_update(
                     }
                 }
             }
+            kind.prepare_for_subresource_update(sub, &mut kept, current);
             new = kept;
         }
         // The main resource keeps what its subresources own.

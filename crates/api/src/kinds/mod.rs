@@ -2,6 +2,7 @@
 //! generic server calls it through [`Kind`]. A resource without a file behaves as every
 //! object does by default.
 
+mod certificatesigningrequests;
 mod configmaps;
 mod cronjobs;
 mod daemonsets;
@@ -98,6 +99,10 @@ pub trait Kind: Sync {
         &[]
     }
 
+    /// Server-kept fields when a subresource writes `new` over `old` (after the subresource's
+    /// fields were taken from the request and the rest from `old`).
+    fn prepare_for_subresource_update(&self, _subresource: &str, _new: &mut Value, _old: &Value) {}
+
     /// The top-level paths a subresource writes; the rest of the object is kept.
     fn subresource_fields(&self, subresource: &str) -> Option<&'static [&'static str]> {
         (subresource == "status").then_some(&["status"][..])
@@ -154,6 +159,9 @@ impl Kind for Default {}
 pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
     match (resource.group, resource.plural) {
         ("", "configmaps") => &configmaps::ConfigMaps,
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            &certificatesigningrequests::CertificateSigningRequests
+        }
         ("", "endpoints") => &endpoints::Endpoints,
         // Core and events.k8s.io events are the same objects, printed alike.
         ("", "events") | ("events.k8s.io", "events") => &events::Events,
