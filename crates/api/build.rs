@@ -6,7 +6,10 @@ use std::process::Command;
 use std::{env, fs};
 
 fn main() {
-    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read at run time: a build script binary may be reused for a checkout at another path.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto_dir = Path::new(&manifest_dir).join("proto");
     println!("cargo:rerun-if-changed={}", proto_dir.display());
     println!("cargo:rerun-if-env-changed=PROTOC");
 
