@@ -117,12 +117,11 @@ fn pods_are_bound_and_spread_over_nodes() {
         vec!["node-1", "node-2", "node-3"],
         "replicas spread over every node"
     );
-    let events = server.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=web-1",
-    ]);
+    let events = wait_event(
+        &server,
+        "Scheduled",
+        "Successfully assigned default/web-1 to",
+    );
     assert!(
         events.contains("Scheduled") && events.contains("Successfully assigned default/web-1 to"),
         "{events}"
@@ -188,28 +187,8 @@ fn a_pod_larger_than_any_node_stays_pending_with_insufficient_cpu() {
         "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: \
          3 Preemption is not helpful for scheduling."
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = server.kubectl_ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "reason=FailedScheduling",
-        ]);
-        if events.contains("Insufficient cpu") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no FailedScheduling event: {events}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let described = server.kubectl_ok(&["describe", "pod", "huge"]);
-    assert!(
-        described.contains("FailedScheduling") && described.contains("Insufficient cpu"),
-        "{described}"
-    );
+    let events = wait_event(&server, "FailedScheduling", "Insufficient cpu");
+    assert!(events.contains("pod/huge"), "{events}");
     assert_eq!(node_of(&server, "huge"), "");
 }
 

@@ -115,19 +115,21 @@ impl Plugin for InterPodAffinity {
         Ok(PreFilter::Run)
     }
 
+    /// Upstream's order: the pod's affinity, its anti-affinity, then placed pods' anti-affinity.
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> Result<(), Rejection> {
         let Some((filter, self_match)) = state.read::<(FilterState, bool)>(NAME) else {
             return Ok(());
         };
-        if node
-            .labels
-            .iter()
-            .any(|(k, v)| filter.existing_anti.get(k, v) > 0)
-        {
+        let affinity_met = pod.required_affinity.iter().all(|term| {
+            node.labels
+                .get(&term.topology_key)
+                .is_some_and(|v| *self_match || filter.affinity.get(&term.topology_key, v) > 0)
+        });
+        if !affinity_met {
             return Err(Rejection::new(
                 NAME,
-                Code::Unschedulable,
-                "node(s) didn't satisfy existing pods anti-affinity rules",
+                Code::UnschedulableAndUnresolvable,
+                "node(s) didn't match pod affinity rules",
             ));
         }
         let anti_violated = pod.required_anti_affinity.iter().any(|term| {
@@ -142,16 +144,15 @@ impl Plugin for InterPodAffinity {
                 "node(s) didn't match pod anti-affinity rules",
             ));
         }
-        let affinity_met = pod.required_affinity.iter().all(|term| {
-            node.labels
-                .get(&term.topology_key)
-                .is_some_and(|v| *self_match || filter.affinity.get(&term.topology_key, v) > 0)
-        });
-        if !affinity_met {
+        if node
+            .labels
+            .iter()
+            .any(|(k, v)| filter.existing_anti.get(k, v) > 0)
+        {
             return Err(Rejection::new(
                 NAME,
-                Code::UnschedulableAndUnresolvable,
-                "node(s) didn't match pod affinity rules",
+                Code::Unschedulable,
+                "node(s) didn't satisfy existing pods anti-affinity rules",
             ));
         }
         Ok(())
