@@ -8,12 +8,15 @@
 
 pub mod clock;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod ownership;
 pub mod replicaset;
 pub mod selector;
+pub mod service_endpoints;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +44,12 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("replicationcontroller", |client, clock| {
             Box::pin(replicaset::run_replication_controllers(client, clock))
+        }),
+        ("endpointslice", |client, clock| {
+            Box::pin(endpointslice::run(client, clock))
+        }),
+        ("endpoints", |client, clock| {
+            Box::pin(endpoints::run(client, clock))
         }),
     ]
 }
