@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod ownership;
 pub mod replicaset;
@@ -45,6 +46,7 @@ fn controllers() -> Vec<(&'static str, Run)> {
         ("replicationcontroller", |client, clock| {
             Box::pin(replicaset::run_replication_controllers(client, clock))
         }),
+        ("job", |client, clock| Box::pin(job::run(client, clock))),
         ("endpointslice", |client, clock| {
             Box::pin(endpointslice::run(client, clock))
         }),

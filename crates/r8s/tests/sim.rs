@@ -4,79 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{R8S, TestServer};
-use serde_json::Value;
-
-/// An `r8s sim nodes` process; stopped (by its pid) on drop.
-struct HollowNodes {
-    child: Child,
-}
-
-impl HollowNodes {
-    fn start(server: &TestServer, count: u32) -> Self {
-        let mut child = Command::new(R8S)
-            .args([
-                "sim",
-                "nodes",
-                "--count",
-                &count.to_string(),
-                "--kubeconfig",
-            ])
-            .arg(&server.kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start r8s sim nodes");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|line| line.contains("hollow nodes registered"));
-        assert!(registered, "r8s sim nodes did not register its nodes");
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child }
-    }
-
-    fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: signalling our own child by its pid.
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for HollowNodes {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn get(server: &TestServer, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&server.kubectl_ok(&all)).expect("kubectl printed JSON")
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    check()
-}
+use common::{SimNodes, TestServer, eventually};
 
 fn pod(name: &str, node: &str, extra: &str) -> String {
     format!(
@@ -87,7 +18,7 @@ fn pod(name: &str, node: &str, extra: &str) -> String {
 #[test]
 fn hollow_nodes_register_as_ready_nodes() {
     let server = TestServer::start();
-    let _sim = HollowNodes::start(&server, 3);
+    let _sim = SimNodes::start(&server, 3);
     let table = server.kubectl_ok(&["get", "nodes"]);
     for name in ["hollow-0", "hollow-1", "hollow-2"] {
         let line = table
@@ -96,7 +27,7 @@ fn hollow_nodes_register_as_ready_nodes() {
             .unwrap_or_else(|| panic!("{name} missing from\n{table}"));
         assert!(line.contains(" Ready "), "{line}");
     }
-    let node = get(&server, &["node", "hollow-1"]);
+    let node = server.get_json(&["node", "hollow-1"]);
     assert_eq!(
         node["metadata"]["labels"]["kubernetes.io/hostname"],
         "hollow-1"
@@ -110,12 +41,12 @@ fn hollow_nodes_register_as_ready_nodes() {
 #[test]
 fn a_pod_bound_to_a_hollow_node_runs_with_an_address_from_its_pod_cidr() {
     let server = TestServer::start();
-    let _sim = HollowNodes::start(&server, 3);
+    let _sim = SimNodes::start(&server, 3);
     server.create_ok(&pod("web", "hollow-1", ""));
     server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
-    let pod = get(&server, &["pod", "web"]);
+    let pod = server.get_json(&["pod", "web"]);
     assert_eq!(pod["status"]["phase"], "Running");
-    let node = get(&server, &["node", "hollow-1"]);
+    let node = server.get_json(&["node", "hollow-1"]);
     let (base, prefix) = node["spec"]["podCIDR"]
         .as_str()
         .unwrap()
@@ -140,7 +71,7 @@ fn a_pod_bound_to_a_hollow_node_runs_with_an_address_from_its_pod_cidr() {
 #[test]
 fn a_true_pod_that_never_restarts_succeeds() {
     let server = TestServer::start();
-    let _sim = HollowNodes::start(&server, 1);
+    let _sim = SimNodes::start(&server, 1);
     server.create_ok(&format!(
         "{}    command: [\"true\"]\n",
         pod("done", "hollow-0", "  restartPolicy: Never\n")
@@ -151,7 +82,7 @@ fn a_true_pod_that_never_restarts_succeeds() {
         "pod/done",
         "--timeout=30s",
     ]);
-    let pod = get(&server, &["pod", "done"]);
+    let pod = server.get_json(&["pod", "done"]);
     let terminated = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(terminated["exitCode"], 0);
     assert_eq!(terminated["reason"], "Completed");
@@ -160,7 +91,7 @@ fn a_true_pod_that_never_restarts_succeeds() {
 #[test]
 fn deleting_a_running_pod_completes() {
     let server = TestServer::start();
-    let _sim = HollowNodes::start(&server, 1);
+    let _sim = SimNodes::start(&server, 1);
     server.create_ok(&pod("web", "hollow-0", ""));
     server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
     server.kubectl_ok(&["delete", "pod", "web", "--timeout=30s"]);
@@ -171,14 +102,14 @@ fn deleting_a_running_pod_completes() {
 #[test]
 fn leases_are_renewed_until_the_hollow_nodes_stop() {
     let server = TestServer::start();
-    let mut sim = HollowNodes::start(&server, 2);
+    let mut sim = SimNodes::start(&server, 2);
     let renew_time = || {
-        get(&server, &["lease", "-n", "kube-node-lease", "hollow-0"])["spec"]["renewTime"]
+        server.get_json(&["lease", "-n", "kube-node-lease", "hollow-0"])["spec"]["renewTime"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    let lease = get(&server, &["lease", "-n", "kube-node-lease", "hollow-0"]);
+    let lease = server.get_json(&["lease", "-n", "kube-node-lease", "hollow-0"]);
     assert_eq!(lease["spec"]["holderIdentity"], "hollow-0");
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
     assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
@@ -195,7 +126,7 @@ fn leases_are_renewed_until_the_hollow_nodes_stop() {
         last,
         "a stopped hollow node renewed its lease"
     );
-    let node = get(&server, &["node", "hollow-0"]);
+    let node = server.get_json(&["node", "hollow-0"]);
     assert_eq!(
         node["metadata"]["name"], "hollow-0",
         "stopping keeps the Node"

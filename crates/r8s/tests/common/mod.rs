@@ -165,6 +165,14 @@ impl TestServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&all)).expect("kubectl printed JSON")
+    }
+
     /// A client certificate for `user` in `group`, signed by the cluster CA, written to `dir`:
     /// (certificate, key) paths.
     pub fn client_cert(&self, dir: &Path, user: &str, group: &str) -> (PathBuf, PathBuf) {
@@ -251,5 +259,65 @@ impl Drop for TestServer {
         if self.child.try_wait().ok().flatten().is_none() {
             self.terminate();
         }
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    check()
+}
+
+/// An `r8s sim nodes` process (hollow nodes `hollow-0`, `hollow-1`, …) registered with a test
+/// server; stopped (by its pid) on drop.
+pub struct SimNodes {
+    child: Child,
+}
+
+impl SimNodes {
+    pub fn start(server: &TestServer, count: u32) -> Self {
+        let mut child = Command::new(R8S)
+            .args([
+                "sim",
+                "nodes",
+                "--count",
+                &count.to_string(),
+                "--kubeconfig",
+            ])
+            .arg(&server.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start r8s sim nodes");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("hollow nodes registered"));
+        assert!(registered, "r8s sim nodes did not register its nodes");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child }
+    }
+
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for SimNodes {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

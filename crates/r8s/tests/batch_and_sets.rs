@@ -1,0 +1,56 @@
+//! Jobs, CronJobs, DaemonSets and StatefulSets on hollow nodes, driven with the real kubectl.
+
+mod common;
+
+use common::{SimNodes, TestServer};
+
+fn condition<'a>(object: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+#[test]
+fn a_job_of_true_pods_completes() {
+    let server = TestServer::start();
+    let _nodes = SimNodes::start(&server, 2);
+    server.kubectl_ok(&["create", "job", "done", "--image=busybox", "--", "true"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/done",
+        "--timeout=60s",
+    ]);
+    let job = server.get_json(&["job", "done"]);
+    assert_eq!(job["status"]["succeeded"], 1);
+    assert!(job["status"]["completionTime"].is_string());
+    assert_eq!(condition(&job, "SuccessCriteriaMet")["status"], "True");
+    // Counted pods lose the job-tracking finalizer.
+    let pods = server.get_json(&["pods", "-l", "batch.kubernetes.io/job-name=done"]);
+    let pod = &pods["items"][0];
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    assert!(
+        pod["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    );
+}
+
+#[test]
+fn a_job_of_false_pods_fails_with_backoff_limit_exceeded() {
+    let server = TestServer::start();
+    let _nodes = SimNodes::start(&server, 2);
+    server.create_ok(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: broken\nspec:\n  backoffLimit: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        command: [\"false\"]\n",
+    );
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/broken",
+        "--timeout=90s",
+    ]);
+    let job = server.get_json(&["job", "broken"]);
+    assert_eq!(condition(&job, "Failed")["reason"], "BackoffLimitExceeded");
+    assert_eq!(job["status"]["failed"], 2);
+}
