@@ -62,12 +62,12 @@ fn group_json(group: &r8s_api::GroupVersions) -> Value {
 }
 
 pub fn groups() -> Value {
-    let groups: Vec<Value> = r8s_api::groups().iter().map(group_json).collect();
+    let groups: Vec<Value> = crate::crd::groups().iter().map(group_json).collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 pub fn group(name: &str) -> Option<Value> {
-    let groups = r8s_api::groups();
+    let groups = crate::crd::groups();
     let group = groups.iter().find(|g| g.group == name)?;
     let mut doc = group_json(group);
     doc["kind"] = json!("APIGroup");
@@ -79,6 +79,7 @@ fn resources_of(group: &str, version: &str) -> impl Iterator<Item = &'static Res
     r8s_api::catalogue()
         .iter()
         .filter(move |r| r.group == group && r.version == version)
+        .chain(crate::crd::resources_of(group, version))
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`: an APIResourceList, subresources as `pods/status`.
@@ -182,7 +183,7 @@ pub fn aggregated_core() -> Value {
 
 /// Aggregated discovery for `/apis` (every other group).
 pub fn aggregated_groups() -> Value {
-    let items = r8s_api::groups()
+    let items = crate::crd::groups()
         .iter()
         .map(|g| {
             let versions: Vec<Value> = g

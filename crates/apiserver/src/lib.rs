@@ -10,6 +10,7 @@ mod authz;
 mod binding;
 mod bootstrap;
 mod cache;
+mod crd;
 mod deletion;
 mod discovery;
 mod eviction;
@@ -97,6 +98,8 @@ impl ApiServer {
                 anyhow::anyhow!("cannot fill the watch cache of {}: {e}", resource.plural)
             })?;
         }
+        // CRDs established before a restart are served from the first request.
+        crd::catalogue::install(&crd::status::all(&registry).await);
         let authorizer = authz::Authorizer::new(&registry.cache)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?;
@@ -122,6 +125,7 @@ impl ApiServer {
             address: address.to_string(),
         });
         tokio::spawn(authz::aggregation::run(Arc::downgrade(&state)));
+        tokio::spawn(crd::status::run(Arc::downgrade(&state)));
         let task = tokio::spawn(server::serve(listener, tls, state));
         Ok(Self { address, task })
     }

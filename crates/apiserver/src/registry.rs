@@ -376,6 +376,7 @@ impl Registry {
                 problems,
             ));
         }
+        crate::crd::admit(resource, &mut object, true)?;
         let key = objects::key(resource, path.namespace.as_deref(), &name);
         if query.dry_run {
             if self.store.get(&key).await.ok().flatten().is_some() {
@@ -677,6 +678,7 @@ impl Registry {
                 let (kind, group) = (path.resource.kind, path.resource.group);
                 return Err(ApiError::invalid(kind, group, name, problems));
             }
+            crate::crd::admit(path.resource, &mut updated, false)?;
             if query.dry_run {
                 return Ok(updated);
             }
@@ -1032,9 +1034,12 @@ fn finalized(resource: &Resource, object: &Value) -> bool {
 /// warnings otherwise (none under `Ignore`).
 fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<String>, ApiError> {
     let validation = Validation::parse(query.field_validation.as_deref())?;
-    let unknown = fields::prune_unknown(resource.group, resource.version, resource.kind, object);
+    let unknown = crate::crd::prune_unknown(resource, object).unwrap_or_else(|| {
+        fields::prune_unknown(resource.group, resource.version, resource.kind, object)
+    });
+    let notes = crate::crd::warnings(resource, object);
     match validation {
-        _ if unknown.is_empty() => Ok(Vec::new()),
+        _ if unknown.is_empty() => Ok(notes),
         Validation::Strict => Err(fields::strict_error(
             resource.kind,
             &resource.api_version(),
@@ -1043,7 +1048,8 @@ fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<S
         Validation::Warn => Ok(unknown
             .iter()
             .map(|f| format!("unknown field {f:?}"))
+            .chain(notes)
             .collect()),
-        Validation::Ignore => Ok(Vec::new()),
+        Validation::Ignore => Ok(notes),
     }
 }

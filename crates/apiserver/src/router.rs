@@ -56,6 +56,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
         return match r8s_api::catalogue()
             .iter()
             .any(|r| r.group == group && r.version == version)
+            || crate::crd::serves(group, version)
         {
             true => Route::GroupVersion {
                 group: group.to_owned(),
@@ -64,7 +65,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
             false => Route::NotFound,
         };
     }
-    let found = |plural: &str| r8s_api::find(group, version, plural);
+    let found = |plural: &str| {
+        r8s_api::find(group, version, plural).or_else(|| crate::crd::find(group, version, plural))
+    };
     let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
     // /namespaces/<ns>/<plural>/… names a namespaced resource; anything else under
     // /namespaces (…/<name>/status, …/<name>/finalize) is the namespace object itself.

@@ -90,7 +90,18 @@ fn replicas_of(scale: &Value) -> Result<i64, ApiError> {
 }
 
 pub async fn get(registry: &Registry, path: &ResourcePath, name: &str) -> Result<Value, ApiError> {
-    Ok(of(&registry.get(path, name).await?))
+    Ok(view(path, &registry.get(path, name).await?))
+}
+
+/// The Scale of a built-in object, or of a custom resource along its CRD's paths.
+fn view(path: &ResourcePath, object: &Value) -> Value {
+    crate::crd::scale::view(path.resource, object).unwrap_or_else(|| of(object))
+}
+
+fn set_replicas(path: &ResourcePath, object: &mut Value, replicas: i64) {
+    if !crate::crd::scale::set_replicas(path.resource, object, replicas) {
+        object["spec"]["replicas"] = json!(replicas);
+    }
 }
 
 /// PUT a Scale: sets `spec.replicas`, honouring the Scale's resourceVersion as a precondition.
@@ -122,12 +133,12 @@ pub async fn update(
             Tracking::Update(Some("scale")),
             |current| {
                 let mut next = current.clone();
-                next["spec"]["replicas"] = json!(replicas);
+                set_replicas(path, &mut next, replicas);
                 Ok(next)
             },
         )
         .await?;
-    Ok(of(&updated))
+    Ok(view(path, &updated))
 }
 
 /// PATCH a Scale (merge, JSON or strategic), then set `spec.replicas` from the result.
@@ -159,7 +170,7 @@ pub async fn patch(
             None,
             Tracking::Update(Some("scale")),
             |current| {
-                let mut scale = of(current);
+                let mut scale = view(path, current);
                 match media.as_str() {
                     "application/merge-patch+json" => json_patch::merge(&mut scale, &patch),
                     "application/strategic-merge-patch+json" => {
@@ -181,12 +192,12 @@ pub async fn patch(
                     other => return Err(ApiError::unsupported_media_type(other)),
                 }
                 let mut next = current.clone();
-                next["spec"]["replicas"] = json!(replicas_of(&scale)?);
+                set_replicas(path, &mut next, replicas_of(&scale)?);
                 Ok(next)
             },
         )
         .await?;
-    Ok(of(&updated))
+    Ok(view(path, &updated))
 }
 
 #[cfg(test)]

@@ -23,9 +23,10 @@ thread_local! {
 impl Schema {
     /// The schema of objects of a kind; unknown when the kind has no definition.
     pub fn of_kind(group: &str, version: &str, kind: &str) -> Self {
-        definitions()
-            .of_kind(group, version, kind)
-            .map_or(Self(None), Self::definition)
+        match definitions().of_kind(group, version, kind) {
+            Some(name) => Self::definition(name),
+            None => Self(crate::crd::schema_of_kind(group, version, kind)),
+        }
     }
 
     /// A definition by name (`io.k8s.api.core.v1.Pod`).

@@ -244,10 +244,15 @@ async fn dispatch(
                 }
                 return Ok(raw_json(openapi::v2().clone()));
             }
-            Route::OpenApiV3(None) => return Ok(raw_json(openapi::v3_index().clone())),
+            Route::OpenApiV3(None) => {
+                return Ok(raw_json(crate::crd::openapi::v3_index(openapi::v3_index())));
+            }
             Route::OpenApiV3(Some(path)) => {
-                let doc = openapi::v3(path).ok_or_else(ApiError::not_found_path)?;
-                return Ok(raw_json(doc.clone()));
+                let doc = openapi::v3(path)
+                    .cloned()
+                    .or_else(|| crate::crd::openapi::v3(path))
+                    .ok_or_else(ApiError::not_found_path)?;
+                return Ok(raw_json(doc));
             }
             _ => None,
         };
@@ -398,9 +403,12 @@ async fn resource_request(
     let ok = |code, value: Value| Ok(json_response(code, &value, "application/json"));
     let read = |value: Value| {
         if as_table {
+            let rendered = crate::crd::table(path.resource, &value, include).unwrap_or_else(|| {
+                table::render(&value, include, r8s_api::kinds::behaviour(path.resource))
+            });
             Ok(json_response(
                 StatusCode::OK,
-                &table::render(&value, include, r8s_api::kinds::behaviour(path.resource)),
+                &rendered,
                 "application/json;as=Table;g=meta.k8s.io;v=v1",
             ))
         } else {

@@ -5,6 +5,7 @@
 mod certificatesigningrequests;
 mod configmaps;
 mod cronjobs;
+pub mod customresourcedefinitions;
 mod daemonsets;
 mod defaulting;
 mod deployments;
@@ -22,7 +23,7 @@ mod persistentvolumes;
 mod pod_creation;
 mod poddisruptionbudgets;
 mod pods;
-mod printing;
+pub mod printing;
 mod priorityclasses;
 mod rbac;
 mod replicasets;
@@ -159,6 +160,9 @@ impl Kind for Default {}
 pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
     match (resource.group, resource.plural) {
         ("", "configmaps") => &configmaps::ConfigMaps,
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            &customresourcedefinitions::CustomResourceDefinitions
+        }
         ("certificates.k8s.io", "certificatesigningrequests") => {
             &certificatesigningrequests::CertificateSigningRequests
         }
