@@ -4,22 +4,19 @@
 //! `--kubeconfig` it drives any Kubernetes API server the same way, for a side-by-side figure.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use r8s_store::etcd_server::EtcdServer;
-use serde::Serialize;
 
-use super::percentile_ms;
+use super::harness::{Figure, SpawnedServer, connect, ensure_namespace, print_figures};
 
 #[derive(Args)]
 pub struct ApiBenchArgs {
@@ -43,126 +40,6 @@ pub struct ApiBenchArgs {
     large_objects: usize,
 }
 
-#[derive(Serialize)]
-struct Figure {
-    backend: String,
-    op: &'static str,
-    ops_per_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rss_mib: Option<f64>,
-}
-
-impl Figure {
-    fn latency(
-        backend: &str,
-        op: &'static str,
-        ops_per_s: f64,
-        mut samples: Vec<Duration>,
-    ) -> Self {
-        samples.sort();
-        Self {
-            backend: backend.to_owned(),
-            op,
-            ops_per_s,
-            p50_ms: percentile_ms(&samples, 50.0),
-            p99_ms: percentile_ms(&samples, 99.0),
-            rss_mib: None,
-        }
-    }
-
-    fn memory(backend: &str, op: &'static str, rss_mib: f64) -> Self {
-        Self {
-            backend: backend.to_owned(),
-            op,
-            ops_per_s: 0.0,
-            p50_ms: 0.0,
-            p99_ms: 0.0,
-            rss_mib: Some(rss_mib),
-        }
-    }
-}
-
-/// An `r8s server` started for the benchmark; stopped when dropped.
-struct SpawnedServer {
-    child: Child,
-    kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SpawnedServer {
-    fn start(datastore: Option<&str>) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .args([
-                "server",
-                "--disable-agent",
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(endpoint) = datastore {
-            command.args(["--datastore-endpoint", endpoint]);
-        }
-        let mut child = command.spawn().context("cannot start r8s server")?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.starts_with("admin kubeconfig: "));
-        std::thread::spawn(move || lines.for_each(drop));
-        if !ready {
-            bail!("r8s server exited before it was ready");
-        }
-        Ok(Self {
-            child,
-            kubeconfig: dir.path().join("admin.kubeconfig"),
-            _dir: dir,
-        })
-    }
-
-    fn rss_mib(&self) -> anyhow::Result<f64> {
-        rss_mib(self.child.id())
-    }
-}
-
-impl Drop for SpawnedServer {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
-}
-
-async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig)?,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(Client::try_from(config)?)
-}
-
 pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     let mut figures = Vec::new();
     match &args.kubeconfig {
@@ -183,22 +60,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             figures.extend(measure("etcd", &client, &args, Some(&server)).await?);
         }
     }
-    println!(
-        "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10}",
-        "backend", "op", "ops/s", "p50 ms", "p99 ms", "RSS MiB"
-    );
-    for f in &figures {
-        match f.rss_mib {
-            Some(rss) => println!(
-                "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10.1}",
-                f.backend, f.op, "", "", "", rss
-            ),
-            None => println!(
-                "{:<9} {:<16} {:>10.0} {:>10.3} {:>10.3}",
-                f.backend, f.op, f.ops_per_s, f.p50_ms, f.p99_ms
-            ),
-        }
-    }
+    print_figures(&figures);
     println!("watch_fanout latency is from a create's acknowledgement to each watcher seeing it");
     if args.json {
         println!("{}", serde_json::json!({ "results": figures }));
@@ -214,22 +76,6 @@ fn config_map(name: String, bytes: usize) -> ConfigMap {
         },
         data: Some(BTreeMap::from([("payload".to_owned(), "x".repeat(bytes))])),
         ..Default::default()
-    }
-}
-
-async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
     }
 }
 

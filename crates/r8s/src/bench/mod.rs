@@ -1,6 +1,8 @@
 //! `r8s bench …`: benchmarks that print figures, with the reference measured in the same run.
 
 mod api;
+mod harness;
+mod scheduler;
 mod store;
 
 use clap::Subcommand;
@@ -11,12 +13,15 @@ pub enum BenchCommand {
     Store(store::StoreBenchArgs),
     /// The API server under load, on the embedded store and on etcd.
     Api(api::ApiBenchArgs),
+    /// Scheduling throughput and latency on hollow nodes.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
+        BenchCommand::Scheduler(args) => scheduler::run(args).await,
     }
 }
 
