@@ -7,6 +7,7 @@
 //! internals; it may use `r8s_api` (the catalogue).
 
 pub mod clock;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -47,6 +48,7 @@ fn controllers() -> Vec<(&'static str, Run)> {
             Box::pin(replicaset::run_replication_controllers(client, clock))
         }),
         ("job", |client, clock| Box::pin(job::run(client, clock))),
+        ("cronjob", |client, clock| Box::pin(cronjob::run(client, clock))),
         ("endpointslice", |client, clock| {
             Box::pin(endpointslice::run(client, clock))
         }),

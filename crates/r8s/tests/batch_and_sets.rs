@@ -54,3 +54,28 @@ fn a_job_of_false_pods_fails_with_backoff_limit_exceeded() {
     assert_eq!(condition(&job, "Failed")["reason"], "BackoffLimitExceeded");
     assert_eq!(job["status"]["failed"], 2);
 }
+
+#[test]
+fn a_job_created_from_a_cronjob_runs() {
+    let server = TestServer::start();
+    let _nodes = SimNodes::start(&server, 1);
+    server.kubectl_ok(&[
+        "create",
+        "cronjob",
+        "yearly",
+        "--image=busybox",
+        "--schedule=0 0 1 1 *",
+        "--",
+        "true",
+    ]);
+    server.kubectl_ok(&["create", "job", "now", "--from=cronjob/yearly"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/now",
+        "--timeout=60s",
+    ]);
+    let job = server.get_json(&["job", "now"]);
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(job["status"]["succeeded"], 1);
+}
