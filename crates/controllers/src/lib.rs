@@ -9,16 +9,21 @@
 pub mod clock;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod ownership;
+pub mod pod_gc;
 pub mod replicaset;
 pub mod selector;
 pub mod service_endpoints;
+pub mod taint_eviction;
+pub mod ttl_after_finished;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,6 +59,25 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("endpoints", |client, clock| {
             Box::pin(endpoints::run(client, clock))
+        }),
+        ("nodelifecycle", |client, clock| {
+            Box::pin(node_lifecycle::run(
+                client,
+                clock,
+                node_lifecycle::DEFAULT_GRACE_PERIOD,
+            ))
+        }),
+        ("taint-eviction-controller", |client, clock| {
+            Box::pin(taint_eviction::run(client, clock))
+        }),
+        ("disruption", |client, clock| {
+            Box::pin(disruption::run(client, clock))
+        }),
+        ("podgc", |client, clock| {
+            Box::pin(pod_gc::run(client, clock))
+        }),
+        ("ttl-after-finished", |client, clock| {
+            Box::pin(ttl_after_finished::run(client, clock))
         }),
     ]
 }

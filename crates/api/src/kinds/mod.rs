@@ -10,6 +10,7 @@ mod daemonsets;
 mod defaulting;
 mod deployments;
 mod endpoints;
+mod endpointslices;
 mod events;
 mod horizontalpodautoscalers;
 mod ingresses;
@@ -167,6 +168,7 @@ pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
             &certificatesigningrequests::CertificateSigningRequests
         }
         ("", "endpoints") => &endpoints::Endpoints,
+        ("discovery.k8s.io", "endpointslices") => &endpointslices::EndpointSlices,
         // Core and events.k8s.io events are the same objects, printed alike.
         ("", "events") | ("events.k8s.io", "events") => &events::Events,
         ("", "namespaces") => &namespaces::Namespaces,
