@@ -8,12 +8,14 @@
 
 pub mod clock;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -54,6 +56,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("job", |client, clock| Box::pin(job::run(client, clock))),
         ("cronjob", |client, clock| Box::pin(cronjob::run(client, clock))),
+        ("daemonset", |client, clock| {
+            Box::pin(daemonset::run(client, clock))
+        }),
         ("endpointslice", |client, clock| {
             Box::pin(endpointslice::run(client, clock))
         }),

@@ -79,3 +79,31 @@ fn a_job_created_from_a_cronjob_runs() {
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(job["status"]["succeeded"], 1);
 }
+
+#[test]
+fn a_daemonset_runs_one_pod_per_hollow_node_and_none_on_a_tainted_node() {
+    let server = TestServer::start();
+    let _nodes = SimNodes::start(&server, 3);
+    server.kubectl_ok(&["taint", "nodes", "hollow-2", "dedicated=db:NoSchedule"]);
+    server.create_ok(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n",
+    );
+    let ready = common::eventually(std::time::Duration::from_secs(60), || {
+        let ds = server.get_json(&["daemonset", "agent"]);
+        ds["status"]["numberReady"] == 2 && ds["status"]["desiredNumberScheduled"] == 2
+    });
+    assert!(
+        ready,
+        "{}",
+        server.kubectl_ok(&["get", "daemonset", "agent", "-o", "yaml"])
+    );
+    let pods = server.get_json(&["pods", "-l", "app=agent"]);
+    let mut nodes: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or(""))
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["hollow-0", "hollow-1"]);
+}

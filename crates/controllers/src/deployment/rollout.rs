@@ -112,7 +112,7 @@ pub fn desired(deployment: &Deployment) -> i32 {
 }
 
 /// `intstr.GetScaledValueFromIntOrPercent`: percentages of `total`, rounded up or down.
-fn scaled(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
+pub fn scaled(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
     match value {
         Some(IntOrString::Int(n)) => *n,
         Some(IntOrString::String(s)) => percent(s, total, round_up),
