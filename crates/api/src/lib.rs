@@ -12,6 +12,8 @@
 mod catalogue;
 pub mod kinds;
 pub mod protobuf;
+pub mod quantity;
+pub mod quota;
 mod resource;
 
 pub use resource::{Resource, Subresource};

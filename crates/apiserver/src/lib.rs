@@ -5,6 +5,7 @@
 //! with. What is special about one kind lives in `r8s_api`, never as `if kind == …` here; PKI
 //! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
 
+mod admission;
 mod allocator;
 mod authz;
 mod binding;

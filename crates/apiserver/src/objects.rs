@@ -144,6 +144,8 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
     pub orphan_dependents: Option<bool>,
+    /// Who the request acts as, for admission; `None` for the server's own writes.
+    pub user: Option<crate::authz::User>,
 }
 
 impl Query {

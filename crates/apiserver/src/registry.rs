@@ -13,6 +13,7 @@ use r8s_api::kinds::{self, Deletion};
 use r8s_store::{RangeOptions, Revision, Store, StoreError};
 use serde_json::{Value, json};
 
+use crate::admission::{self, Attributes, Operation};
 use crate::allocator::{self, Allocator, Claim, Owner};
 use crate::cache::{CachedObject, WatchCache};
 use crate::fields::{self, Validation};
@@ -362,6 +363,17 @@ impl Registry {
             meta.remove(server_owned);
         }
         object["metadata"] = Value::Object(meta);
+        let admission = Attributes {
+            resource,
+            subresource: None,
+            operation: Operation::Create,
+            namespace: path.namespace.as_deref(),
+            name: &name,
+            old: None,
+            user: query.user.as_ref(),
+            dry_run: query.dry_run,
+        };
+        admission::admit(self, &admission, &mut object).await?;
         let kind = kinds::behaviour(resource);
         kind.prepare_for_create(&mut object);
         if let Tracking::Update(subresource) = tracking {
@@ -377,6 +389,7 @@ impl Registry {
             ));
         }
         crate::crd::admit(resource, &mut object, true)?;
+        admission::validate(self, &admission, &object).await?;
         let key = objects::key(resource, path.namespace.as_deref(), &name);
         if query.dry_run {
             if self.store.get(&key).await.ok().flatten().is_some() {
@@ -659,6 +672,17 @@ impl Registry {
                 ));
             }
             let mut updated = change(&current)?;
+            let admission = Attributes {
+                resource: path.resource,
+                subresource: path.subresource.as_deref(),
+                operation: Operation::Update,
+                namespace: path.namespace.as_deref(),
+                name,
+                old: Some(&current),
+                user: query.user.as_ref(),
+                dry_run: query.dry_run,
+            };
+            admission::admit(self, &admission, &mut updated).await?;
             if let Tracking::Update(subresource) = tracking {
                 managed::record_update(
                     path.resource,
@@ -679,6 +703,7 @@ impl Registry {
                 return Err(ApiError::invalid(kind, group, name, problems));
             }
             crate::crd::admit(path.resource, &mut updated, false)?;
+            admission::validate(self, &admission, &updated).await?;
             if query.dry_run {
                 return Ok(updated);
             }

@@ -280,18 +280,20 @@ async fn dispatch(
             "application/json",
         ));
     }
-    resource_request(state, &path, request).await
+    resource_request(state, &path, request, user).await
 }
 
 async fn resource_request(
     state: &State,
     path: &ResourcePath,
     request: Request<Incoming>,
+    user: authz::User,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let registry = &state.registry;
     let raw_query = request.uri().query().map(str::to_owned);
     let mut query = Query::parse(raw_query.as_deref())?;
     query.user_agent = header_text(&request, header::USER_AGENT);
+    query.user = Some(user);
     let send_initial_events = raw_query.as_deref().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "sendInitialEvents")

@@ -22,8 +22,11 @@ pub mod node_lifecycle;
 pub mod ownership;
 pub mod pod_gc;
 pub mod replicaset;
+pub mod resourcequota;
+pub mod root_ca_publisher;
 pub mod selector;
 pub mod service_endpoints;
+pub mod serviceaccount;
 pub mod taint_eviction;
 pub mod ttl_after_finished;
 
@@ -59,6 +62,12 @@ fn controllers() -> Vec<(&'static str, Run)> {
         ("daemonset", |client, clock| {
             Box::pin(daemonset::run(client, clock))
         }),
+        ("resourcequota", |client, _| {
+            Box::pin(resourcequota::run(client))
+        }),
+        ("serviceaccount", |client, _| {
+            Box::pin(serviceaccount::run(client))
+        }),
         ("endpointslice", |client, clock| {
             Box::pin(endpointslice::run(client, clock))
         }),
@@ -87,32 +96,55 @@ fn controllers() -> Vec<(&'static str, Run)> {
     ]
 }
 
+/// What the host of the controller manager hands it, as upstream's flags do.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// The cluster CA (PEM) that root-ca-cert-publisher puts in every namespace.
+    pub root_ca_pem: String,
+}
+
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
 /// pause; the others keep running.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tasks = controllers().into_iter().map(|(name, run)| {
-        let (client, clock) = (client.clone(), clock.clone());
-        tokio::spawn(async move {
-            loop {
-                let outcome = tokio::spawn(run(client.clone(), clock.clone())).await;
-                match outcome {
-                    Ok(Ok(())) => tracing::warn!(controller = name, "controller stopped"),
-                    Ok(Err(error)) => {
-                        tracing::error!(
-                            controller = name,
-                            error = format!("{error:#}"),
-                            "controller failed"
-                        )
-                    }
-                    Err(panic) => tracing::error!(controller = name, %panic, "controller panicked"),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+    let mut tasks: Vec<_> = controllers()
+        .into_iter()
+        .map(|(name, run)| {
+            let (client, clock) = (client.clone(), clock.clone());
+            supervise(name, move || run(client.clone(), clock.clone()))
         })
-    });
+        .collect();
+    tasks.push(supervise("root-ca-cert-publisher", move || {
+        Box::pin(root_ca_publisher::run(
+            client.clone(),
+            options.root_ca_pem.clone(),
+        ))
+    }));
     futures::future::join_all(tasks).await;
     Ok(())
+}
+
+/// Runs one controller, restarting it a second after it stops, fails or panics.
+fn supervise<F>(name: &'static str, start: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match tokio::spawn(start()).await {
+                Ok(Ok(())) => tracing::warn!(controller = name, "controller stopped"),
+                Ok(Err(error)) => {
+                    tracing::error!(
+                        controller = name,
+                        error = format!("{error:#}"),
+                        "controller failed"
+                    )
+                }
+                Err(panic) => tracing::error!(controller = name, %panic, "controller panicked"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 /// Treats 404 Not Found as done: what a controller wanted gone is gone.

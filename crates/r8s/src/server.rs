@@ -114,7 +114,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
-    let controllers = tokio::spawn(run_controllers(kubeconfig.clone()));
+    let controllers = tokio::spawn(run_controllers(kubeconfig.clone(), pki.ca.cert.clone()));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
     if !args.disable_agent {
         eprintln!(
@@ -133,7 +133,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// The controller manager, a client of the API server like any other.
-async fn run_controllers(kubeconfig: PathBuf) -> anyhow::Result<()> {
+async fn run_controllers(kubeconfig: PathBuf, root_ca_pem: String) -> anyhow::Result<()> {
     // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(&kubeconfig)?,
@@ -142,7 +142,7 @@ async fn run_controllers(kubeconfig: PathBuf) -> anyhow::Result<()> {
     .await
     .context("cannot read the admin kubeconfig for the controller manager")?;
     let client = kube::Client::try_from(config)?;
-    r8s_controllers::run(client).await
+    r8s_controllers::run(client, r8s_controllers::Options { root_ca_pem }).await
 }
 
 /// The scheduler, a client of the API server like any other (and like the controller manager,
