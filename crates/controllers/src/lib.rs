@@ -58,7 +58,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
             Box::pin(replicaset::run_replication_controllers(client, clock))
         }),
         ("job", |client, clock| Box::pin(job::run(client, clock))),
-        ("cronjob", |client, clock| Box::pin(cronjob::run(client, clock))),
+        ("cronjob", |client, clock| {
+            Box::pin(cronjob::run(client, clock))
+        }),
         ("daemonset", |client, clock| {
             Box::pin(daemonset::run(client, clock))
         }),
@@ -73,13 +75,6 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("endpoints", |client, clock| {
             Box::pin(endpoints::run(client, clock))
-        }),
-        ("nodelifecycle", |client, clock| {
-            Box::pin(node_lifecycle::run(
-                client,
-                clock,
-                node_lifecycle::DEFAULT_GRACE_PERIOD,
-            ))
         }),
         ("taint-eviction-controller", |client, clock| {
             Box::pin(taint_eviction::run(client, clock))
@@ -101,6 +96,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
 pub struct Options {
     /// The cluster CA (PEM) that root-ca-cert-publisher puts in every namespace.
     pub root_ca_pem: String,
+    /// How long a silent kubelet's node stays Ready (upstream's `--node-monitor-grace-period`,
+    /// 40 s when unset).
+    pub node_monitor_grace_period: Option<Duration>,
 }
 
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
@@ -114,6 +112,17 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             supervise(name, move || run(client.clone(), clock.clone()))
         })
         .collect();
+    let grace = options
+        .node_monitor_grace_period
+        .unwrap_or(node_lifecycle::DEFAULT_GRACE_PERIOD);
+    let (lifecycle_client, lifecycle_clock) = (client.clone(), clock.clone());
+    tasks.push(supervise("nodelifecycle", move || {
+        Box::pin(node_lifecycle::run(
+            lifecycle_client.clone(),
+            lifecycle_clock.clone(),
+            grace,
+        ))
+    }));
     tasks.push(supervise("root-ca-cert-publisher", move || {
         Box::pin(root_ca_publisher::run(
             client.clone(),

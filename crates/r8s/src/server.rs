@@ -45,6 +45,17 @@ pub struct ServerArgs {
     /// The issuer (`iss`) of ServiceAccount tokens, also their default audience.
     #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
     service_account_issuer: String,
+    /// How long a node may go without a kubelet heartbeat before it is marked Unknown and
+    /// tainted unreachable (a Go duration such as `40s`).
+    #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
+    node_monitor_grace_period: std::time::Duration,
+}
+
+fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let nanos = r8s_api::protobuf::parse_duration(text)?;
+    u64::try_from(nanos)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("{text:?} is negative"))
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -114,7 +125,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
-    let controllers = tokio::spawn(run_controllers(kubeconfig.clone(), pki.ca.cert.clone()));
+    let controllers = tokio::spawn(run_controllers(
+        kubeconfig.clone(),
+        pki.ca.cert.clone(),
+        args.node_monitor_grace_period,
+    ));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
     if !args.disable_agent {
         eprintln!(
@@ -133,7 +148,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// The controller manager, a client of the API server like any other.
-async fn run_controllers(kubeconfig: PathBuf, root_ca_pem: String) -> anyhow::Result<()> {
+async fn run_controllers(
+    kubeconfig: PathBuf,
+    root_ca_pem: String,
+    node_monitor_grace_period: std::time::Duration,
+) -> anyhow::Result<()> {
     // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(&kubeconfig)?,
@@ -142,7 +161,11 @@ async fn run_controllers(kubeconfig: PathBuf, root_ca_pem: String) -> anyhow::Re
     .await
     .context("cannot read the admin kubeconfig for the controller manager")?;
     let client = kube::Client::try_from(config)?;
-    r8s_controllers::run(client, r8s_controllers::Options { root_ca_pem }).await
+    let options = r8s_controllers::Options {
+        root_ca_pem,
+        node_monitor_grace_period: Some(node_monitor_grace_period),
+    };
+    r8s_controllers::run(client, options).await
 }
 
 /// The scheduler, a client of the API server like any other (and like the controller manager,

@@ -191,3 +191,34 @@ fn draining_a_node_evicts_its_pods_when_the_budget_allows() {
         "{taints}"
     );
 }
+
+#[test]
+fn stopped_hollow_nodes_become_unknown_and_tainted_unreachable() {
+    let server = TestServer::start_with(
+        tempfile::tempdir().unwrap(),
+        &["--node-monitor-grace-period", "5s"],
+    );
+    let mut sim = SimNodes::start(&server, 2);
+    sim.stop();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let node = server.get_json(&["node", "hollow-0"]);
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+                .unwrap_or_default();
+            let taints = node["spec"]["taints"].to_string();
+            ready["status"] == "Unknown"
+                && ready["reason"] == "NodeStatusUnknown"
+                && taints.contains("node.kubernetes.io/unreachable")
+                && taints.contains("NoExecute")
+        }),
+        "{:#}",
+        server.get_json(&["node", "hollow-0"])
+    );
+    let table = server.kubectl_ok(&["get", "nodes"]);
+    assert!(table.contains("NotReady"), "{table}");
+}

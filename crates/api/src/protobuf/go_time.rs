@@ -84,7 +84,7 @@ fn push_decimal(text: &mut String, value: u64, unit: u64) {
 
 /// Go's `time.ParseDuration`: a sequence of decimal numbers with units (`ns`, `us`/`µs`, `ms`,
 /// `s`, `m`, `h`), optionally signed, e.g. `1h30m`, `-1.5s`; `0` alone needs no unit.
-pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
+pub fn parse_duration(text: &str) -> Result<i64, String> {
     let invalid = || format!("{text:?} is not a duration such as \"1h30m\" or \"500ms\"");
     let (negative, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),

@@ -13,6 +13,7 @@
 mod decode;
 mod encode;
 mod go_time;
+pub use go_time::parse_duration;
 mod path;
 mod schema;
 mod wire;
