@@ -271,15 +271,15 @@ fn deleting_a_deployment_in_the_foreground_deletes_dependents_first() {
     let server = web_with_three_pods();
     delete_web(&server, "foreground");
     eventually("everything gone", || {
-        if !replica_sets(&server).is_empty() || !live_pods(&server).is_empty() {
-            // The owner stays until its blocking dependents are gone.
-            assert!(
-                !deployment_gone(&server),
-                "deployment deleted before its dependents"
-            );
-            return false;
-        }
-        deployment_gone(&server)
+        // Read the owner first: dependents seen after it is gone were there when it went.
+        let gone = deployment_gone(&server);
+        let dependents = !replica_sets(&server).is_empty() || !live_pods(&server).is_empty();
+        // The owner stays until its blocking dependents are gone.
+        assert!(
+            !(gone && dependents),
+            "deployment deleted before its dependents"
+        );
+        gone
     });
 }
 
