@@ -174,9 +174,10 @@ fn server_dry_run_apply_changes_nothing() {
     let out = apply_ok(&server, &deployment(5, Some("dry")), &["--dry-run=server"]);
     assert!(out.contains("serverside-applied (server dry run)"), "{out}");
     let after = get_deployment(&server);
+    // The deployment controller writes status meanwhile; the spec's generation tells.
     assert_eq!(
-        after["metadata"]["resourceVersion"],
-        before["metadata"]["resourceVersion"]
+        after["metadata"]["generation"],
+        before["metadata"]["generation"]
     );
     assert_eq!(after["spec"]["replicas"], 1);
     // Nor does a dry run create anything.
