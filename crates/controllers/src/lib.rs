@@ -18,6 +18,7 @@ pub mod garbage_collector;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pod_gc;
@@ -99,6 +100,8 @@ pub struct Options {
     /// How long a silent kubelet's node stays Ready (upstream's `--node-monitor-grace-period`,
     /// 40 s when unset).
     pub node_monitor_grace_period: Option<Duration>,
+    /// Pod CIDRs for Nodes (upstream's `--allocate-node-cidrs`); none: Nodes bring their own.
+    pub node_ipam: Option<node_ipam::Ranges>,
 }
 
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
@@ -123,6 +126,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             grace,
         ))
     }));
+    if let Some(ranges) = options.node_ipam {
+        let ipam_client = client.clone();
+        tasks.push(supervise("nodeipam", move || {
+            Box::pin(node_ipam::run(ipam_client.clone(), ranges))
+        }));
+    }
     tasks.push(supervise("root-ca-cert-publisher", move || {
         Box::pin(root_ca_publisher::run(
             client.clone(),

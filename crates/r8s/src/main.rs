@@ -1,7 +1,9 @@
 //! The `r8s` binary: Kubernetes in one executable. Only wiring lives here: each subcommand
 //! parses its flags and calls into the crate that does the work.
 
+mod agent;
 mod bench;
+mod images;
 mod server;
 mod sim;
 
@@ -22,6 +24,9 @@ struct Cli {
 enum Command {
     /// Start a control plane (like `kubeadm init`).
     Server(server::ServerArgs),
+    /// Container images on this node.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Measure r8s's components against their references.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,6 +55,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Images(command) => images::run(command).await,
             Command::Sim(command) => sim::run(command).await,
         }
     });

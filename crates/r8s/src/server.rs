@@ -49,6 +49,11 @@ pub struct ServerArgs {
     /// tainted unreachable (a Go duration such as `40s`).
     #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// Pod CIDRs for nodes come from this range, one /24 each.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    #[command(flatten)]
+    agent: crate::agent::NodeArgs,
 }
 
 fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -60,6 +65,7 @@ fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let service_cidr = parse_cidr(&args.service_cidr).context("--service-cidr")?;
+    let cluster_cidr = parse_cidr(&args.cluster_cidr).context("--cluster-cidr")?;
     let node_port_range =
         parse_port_range(&args.service_node_port_range).context("--service-node-port-range")?;
     let store_dir = args.data_dir.join("server").join("db");
@@ -129,19 +135,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig.clone(),
         pki.ca.cert.clone(),
         args.node_monitor_grace_period,
+        cluster_cidr,
     ));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
-    if !args.disable_agent {
-        eprintln!(
-            "r8s: the node agent is not built yet: this server runs the control plane only and no pods"
-        );
-    }
+    let mut agent = if args.disable_agent {
+        None
+    } else {
+        let client = crate::agent::admin_client(&kubeconfig).await?;
+        Some(crate::agent::start(client, &args.data_dir, &args.agent).await?)
+    };
+    let agent_done = async {
+        match agent.as_mut() {
+            Some(agent) => agent.wait().await,
+            None => std::future::pending().await,
+        }
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;
     tokio::select! {
         result = server.wait() => result,
         result = controllers => result.context("the controller manager stopped")?,
         result = scheduler => result.context("the scheduler stopped")?,
+        result = agent_done => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
@@ -152,6 +167,7 @@ async fn run_controllers(
     kubeconfig: PathBuf,
     root_ca_pem: String,
     node_monitor_grace_period: std::time::Duration,
+    cluster_cidr: (Ipv4Addr, u8),
 ) -> anyhow::Result<()> {
     // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
     let config = kube::Config::from_custom_kubeconfig(
@@ -164,6 +180,10 @@ async fn run_controllers(
     let options = r8s_controllers::Options {
         root_ca_pem,
         node_monitor_grace_period: Some(node_monitor_grace_period),
+        node_ipam: Some(r8s_controllers::node_ipam::Ranges {
+            cluster: cluster_cidr,
+            node_mask: 24,
+        }),
     };
     r8s_controllers::run(client, options).await
 }

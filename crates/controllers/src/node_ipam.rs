@@ -1,0 +1,155 @@
+//! The node IPAM controller: every Node gets a pod CIDR (`spec.podCIDR` and `spec.podCIDRs`),
+//! the lowest free block of the cluster CIDR, as upstream's range allocator gives with
+//! `--allocate-node-cidrs`. Kubelets wait for it before their pods get addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+/// The cluster CIDR and the size of each node's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranges {
+    pub cluster: (Ipv4Addr, u8),
+    pub node_mask: u8,
+}
+
+impl Default for Ranges {
+    /// Upstream's usual `--cluster-cidr 10.244.0.0/16` with /24 per node.
+    fn default() -> Self {
+        Self {
+            cluster: (Ipv4Addr::new(10, 244, 0, 0), 16),
+            node_mask: 24,
+        }
+    }
+}
+
+impl Ranges {
+    fn blocks(&self) -> u32 {
+        1u32 << (self.node_mask - self.cluster.1).min(31)
+    }
+
+    fn block(&self, index: u32) -> String {
+        let base = u32::from(self.cluster.0)
+            & (u32::MAX
+                .checked_shl(32 - u32::from(self.cluster.1))
+                .unwrap_or(0));
+        let size = 1u32 << (32 - u32::from(self.node_mask));
+        format!("{}/{}", Ipv4Addr::from(base + index * size), self.node_mask)
+    }
+
+    /// Which block a CIDR is, if it is one of this range's.
+    fn index_of(&self, cidr: &str) -> Option<u32> {
+        let (addr, mask) = cidr.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        if mask.parse::<u8>().ok()? != self.node_mask {
+            return None;
+        }
+        (0..self.blocks()).find(|&i| self.block(i) == format!("{addr}/{mask}"))
+    }
+
+    /// The lowest block not in `used`.
+    pub fn allocate(&self, used: &BTreeSet<u32>) -> Option<(u32, String)> {
+        (0..self.blocks())
+            .find(|i| !used.contains(i))
+            .map(|i| (i, self.block(i)))
+    }
+}
+
+/// Watches Nodes and gives each one without a pod CIDR the next free block. One loop, so no
+/// two nodes get the same block.
+pub async fn run(client: Client, ranges: Ranges) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ranges.node_mask >= ranges.cluster.1 && ranges.node_mask <= 30,
+        "node CIDR mask /{} does not fit the cluster CIDR /{}",
+        ranges.node_mask,
+        ranges.cluster.1
+    );
+    let nodes: Api<Node> = Api::all(client);
+    let mut seen: BTreeMap<String, Node> = BTreeMap::new();
+    let mut events = watcher(nodes.clone(), watcher::Config::default()).boxed();
+    let mut initial: Option<BTreeMap<String, Node>> = None;
+    while let Some(event) = events.next().await {
+        match event? {
+            watcher::Event::Init => initial = Some(BTreeMap::new()),
+            watcher::Event::InitApply(node) => {
+                if let Some(initial) = initial.as_mut() {
+                    initial.insert(node.name_any(), node);
+                }
+            }
+            watcher::Event::InitDone => seen = initial.take().unwrap_or_default(),
+            watcher::Event::Apply(node) => {
+                seen.insert(node.name_any(), node);
+            }
+            watcher::Event::Delete(node) => {
+                seen.remove(&node.name_any());
+                continue;
+            }
+        }
+        if initial.is_some() {
+            continue;
+        }
+        let mut used: BTreeSet<u32> = seen
+            .values()
+            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())
+            .filter_map(|cidr| ranges.index_of(cidr))
+            .collect();
+        let waiting: Vec<String> = seen
+            .values()
+            .filter(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
+            .filter(|n| n.metadata.deletion_timestamp.is_none())
+            .map(|n| n.name_any())
+            .collect();
+        for name in waiting {
+            let Some((index, cidr)) = ranges.allocate(&used) else {
+                tracing::warn!("node {name}: no pod CIDR is left in the cluster CIDR");
+                break;
+            };
+            let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+            match nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(node) => {
+                    used.insert(index);
+                    seen.insert(name, node);
+                }
+                Err(e) => tracing::warn!("node {name}: cannot set its pod CIDR: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_handed_out_lowest_first() {
+        let ranges = Ranges::default();
+        let mut used = BTreeSet::new();
+        assert_eq!(ranges.allocate(&used).unwrap().1, "10.244.0.0/24");
+        used.insert(0);
+        used.insert(2);
+        assert_eq!(ranges.allocate(&used).unwrap().1, "10.244.1.0/24");
+        assert_eq!(ranges.index_of("10.244.2.0/24"), Some(2));
+        assert_eq!(ranges.index_of("10.245.2.0/24"), None);
+        assert_eq!(ranges.index_of("10.244.2.0/25"), None);
+    }
+
+    #[test]
+    fn a_full_range_allocates_nothing() {
+        let ranges = Ranges {
+            cluster: (Ipv4Addr::new(10, 0, 0, 0), 30),
+            node_mask: 30,
+        };
+        let used = BTreeSet::from([0]);
+        assert_eq!(ranges.allocate(&used), None);
+        assert_eq!(ranges.allocate(&BTreeSet::new()).unwrap().1, "10.0.0.0/30");
+    }
+}

@@ -1,0 +1,270 @@
+//! The node agent: starts (or connects to) the container runtime, imports the images it
+//! needs, registers the Node, writes the pod network config, and runs the pods.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::FutureExt;
+use kube::Client;
+
+use crate::containerd::{Containerd, ContainerdConfig};
+use crate::cri::{Cri, v1};
+use crate::events::Recorder;
+use crate::node::{self, NodeFacts};
+use crate::pods::{self, Shared};
+use crate::{cni, images};
+
+/// What `r8s agent` (and the agent inside `r8s server`) is told.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `<data-dir>/agent`.
+    pub dir: PathBuf,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub node_labels: BTreeMap<String, String>,
+    /// Another CRI runtime to use instead of starting containerd (`unix:///…`).
+    pub container_runtime_endpoint: Option<String>,
+    pub containerd_binary: PathBuf,
+    pub cni_bin_dir: PathBuf,
+    pub registry_mirrors: Vec<(String, String)>,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub max_pods: u32,
+    pub kubelet_port: u16,
+    /// The cgroup (in every hierarchy) that holds this node's pods.
+    pub cgroup_root: String,
+}
+
+impl AgentConfig {
+    pub fn new(dir: PathBuf, node_name: String, node_ip: IpAddr) -> Self {
+        Self {
+            cgroup_root: format!("/r8s/{node_name}"),
+            dir,
+            node_labels: node::default_labels(&node_name),
+            node_name,
+            node_ip,
+            container_runtime_endpoint: None,
+            containerd_binary: "containerd".into(),
+            cni_bin_dir: "/usr/lib/cni".into(),
+            registry_mirrors: Vec::new(),
+            cluster_dns: vec!["10.96.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+            max_pods: 110,
+            kubelet_port: 10250,
+        }
+    }
+
+    pub fn containerd(&self) -> ContainerdConfig {
+        ContainerdConfig {
+            dir: self.dir.join("containerd"),
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            cni_conf_dir: self.dir.join("cni").join("net.d"),
+            sandbox_image: images::PAUSE_IMAGE.into(),
+            registry_mirrors: self.registry_mirrors.clone(),
+        }
+    }
+}
+
+/// The address of the interface that holds the default route, else the first address that is
+/// not loopback: what upstream's kubelet picks when `--node-ip` is not given.
+pub fn detect_node_ip() -> Option<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let default_iface = routes.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&"00000000")).then(|| fields[0].to_string())
+    });
+    let output = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let addresses: Vec<(String, IpAddr)> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let iface = fields.get(1)?.to_string();
+            let ip = fields.get(3)?.split('/').next()?.parse().ok()?;
+            Some((iface, ip))
+        })
+        .filter(|(_, ip): &(String, IpAddr)| !ip.is_loopback())
+        .collect();
+    default_iface
+        .and_then(|iface| {
+            addresses
+                .iter()
+                .find(|(i, _)| *i == iface)
+                .map(|(_, ip)| *ip)
+        })
+        .or_else(|| addresses.first().map(|(_, ip)| *ip))
+}
+
+/// A running agent: the runtime it supervises stops with it.
+pub struct Agent {
+    containerd: Option<Containerd>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Agent {
+    pub async fn start(client: Client, config: AgentConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.dir)
+            .with_context(|| format!("cannot create {}", config.dir.display()))?;
+        let (containerd, endpoint) = match &config.container_runtime_endpoint {
+            Some(endpoint) => (None, endpoint.clone()),
+            None => {
+                let containerd =
+                    Containerd::start(&config.containerd(), &config.containerd_binary)?;
+                let endpoint = format!("unix://{}", containerd.socket().display());
+                (Some(containerd), endpoint)
+            }
+        };
+        let cri = connect_when_up(&endpoint, Duration::from_secs(60)).await?;
+        let version = cri
+            .runtime
+            .clone()
+            .version(v1::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .context("the container runtime does not answer CRI v1")?
+            .into_inner();
+        if let Some(containerd) = &containerd {
+            let scratch = config.dir.join("tmp");
+            std::fs::create_dir_all(&scratch)?;
+            images::import_at_start(containerd.socket(), &config.dir.join("images"), &scratch)
+                .await
+                .context("cannot import the agent's images")?;
+        }
+        let capacity = node::machine_capacity(&config.dir, config.max_pods);
+        let facts = NodeFacts {
+            name: config.node_name.clone(),
+            ip: config.node_ip,
+            kubelet_port: config.kubelet_port,
+            labels: config.node_labels.clone(),
+            runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+            capacity: capacity.clone(),
+        };
+        let image_list = {
+            let cri = cri.clone();
+            move || {
+                let cri = cri.clone();
+                async move { node_images(&cri).await }.boxed()
+            }
+        };
+        node::register(&client, &facts, image_list().await)
+            .await
+            .context("cannot register the node")?;
+        let heartbeat = tokio::spawn(node::heartbeat(client.clone(), facts.clone(), image_list));
+        let pod_cidr = node::wait_for_pod_cidr(&client, &config.node_name).await?;
+        cni::write(
+            &config.dir.join("cni").join("net.d"),
+            cni::BRIDGE,
+            &pod_cidr,
+            &config.dir.join("cni").join("ipam"),
+        )
+        .context("cannot write the CNI config")?;
+        let memory_capacity = capacity
+            .get("memory")
+            .and_then(|m| r8s_api::quantity::Quantity::parse(m))
+            .map_or(0, |q| q.value());
+        let shared = Arc::new(Shared {
+            events: Recorder::new(client.clone(), &config.node_name),
+            client,
+            cri,
+            node_name: config.node_name.clone(),
+            node_ip: config.node_ip,
+            pods_dir: config.dir.join("pods"),
+            logs_dir: config.dir.join("logs"),
+            cgroup_root: config.cgroup_root.clone(),
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            allocatable: capacity,
+            memory_capacity,
+            tokens: Default::default(),
+        });
+        std::fs::create_dir_all(&shared.pods_dir)?;
+        std::fs::create_dir_all(&shared.logs_dir)?;
+        let task = tokio::spawn(async move {
+            let result = pods::run(shared).await;
+            heartbeat.abort();
+            result
+        });
+        Ok(Self { containerd, task })
+    }
+
+    /// Runs until the pod loop ends (it does not, unless the API goes away for good).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("the agent stopped")?
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(containerd) = &self.containerd {
+            containerd.stop();
+        }
+    }
+}
+
+async fn node_images(cri: &Cri) -> serde_json::Value {
+    let Ok(answer) = cri
+        .images
+        .clone()
+        .list_images(v1::ListImagesRequest { filter: None })
+        .await
+    else {
+        return serde_json::json!([]);
+    };
+    let mut images: Vec<serde_json::Value> = answer
+        .into_inner()
+        .images
+        .into_iter()
+        .map(|image| {
+            let names: Vec<String> = image
+                .repo_digests
+                .into_iter()
+                .chain(image.repo_tags)
+                .collect();
+            serde_json::json!({ "names": names, "sizeBytes": image.size })
+        })
+        .collect();
+    // Upstream reports the 50 largest.
+    images.sort_by_key(|i| std::cmp::Reverse(i["sizeBytes"].as_u64().unwrap_or(0)));
+    images.truncate(50);
+    serde_json::json!(images)
+}
+
+/// Connects to the runtime, waiting for its socket while it starts.
+pub async fn connect_when_up(endpoint: &str, limit: Duration) -> anyhow::Result<Cri> {
+    let began = tokio::time::Instant::now();
+    loop {
+        match Cri::connect(endpoint).await {
+            Ok(cri) => {
+                let ok = cri
+                    .runtime
+                    .clone()
+                    .version(v1::VersionRequest {
+                        version: "v1".into(),
+                    })
+                    .await
+                    .is_ok();
+                if ok {
+                    return Ok(cri);
+                }
+            }
+            Err(e) if began.elapsed() >= limit => {
+                return Err(e).context("the container runtime did not come up");
+            }
+            Err(_) => {}
+        }
+        if began.elapsed() >= limit {
+            anyhow::bail!("the container runtime at {endpoint} did not answer in {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
