@@ -60,6 +60,24 @@ impl Shared {
     }
 }
 
+/// Removes the pod's cgroup (`<cgroup-root>/pod<uid>`) from every hierarchy, once runc has
+/// removed its containers' cgroups below it.
+pub fn remove_pod_cgroups(cgroup_root: &str, uid: &str) {
+    let relative = format!("{}/pod{uid}", cgroup_root.trim_matches('/'));
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = hierarchy.path().join(&relative);
+        if dir.is_dir()
+            && let Err(e) = std::fs::remove_dir(&dir)
+        {
+            tracing::debug!("cannot remove {}: {e}", dir.display());
+        }
+    }
+}
+
 fn find_by_uid(dir: &Path, uid: &str) -> Option<PathBuf> {
     let suffix = format!("_{uid}");
     std::fs::read_dir(dir)
@@ -192,6 +210,7 @@ async fn remove_orphans(shared: &Shared, known: &HashSet<String>) -> anyhow::Res
                 pod_sandbox_id: sandbox.id.clone(),
             })
             .await;
+        remove_pod_cgroups(&shared.cgroup_root, &uid);
     }
     if let Ok(entries) = std::fs::read_dir(&shared.pods_dir) {
         for entry in entries.flatten() {

@@ -1228,6 +1228,7 @@ impl Worker {
         for sandbox in &sandboxes {
             self.remove_sandbox(&sandbox.id).await?;
         }
+        crate::pods::remove_pod_cgroups(&self.shared.cgroup_root, &self.uid);
         volumes::teardown(&self.pod_dir)?;
         if let Some(dir) = self.shared.logs_dir_for_uid(&self.uid) {
             let _ = std::fs::remove_dir_all(dir);

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod node;
+
 pub const R8S: &str = env!("CARGO_BIN_EXE_r8s");
 
 /// The directory holding the real kubectl and helm (fetched once per test process).
@@ -43,6 +45,8 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub url: String,
+    /// A server with a node agent lives in a network namespace of its own (see `node.rs`).
+    pub node: Option<node::NodeNet>,
 }
 
 impl TestServer {
@@ -55,17 +59,59 @@ impl TestServer {
     }
 
     pub fn start_with(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(R8S)
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra_args);
+        Self::launch(data_dir, &args, None)
+    }
+
+    /// `r8s server` with its node agent (real containers), in a network namespace of its own.
+    pub fn start_node() -> Self {
+        Self::start_node_in(tempfile::tempdir().unwrap(), &[])
+    }
+
+    pub fn start_node_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
+        let net = node::NodeNet::create();
+        let images = data_dir.path().join("agent/images");
+        node::test_images(&images);
+        let mut args = vec!["--node-name", &net.node_name, "--node-ip", node::NODE_IP];
+        args.extend_from_slice(extra_args);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(data_dir, &args, Some(net))
+    }
+
+    /// A command run inside the server's network namespace, if it has one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        node::command_in(self.node.as_ref(), program)
+    }
+
+    fn launch(
+        data_dir: tempfile::TempDir,
+        extra_args: &[&str],
+        net: Option<node::NodeNet>,
+    ) -> Self {
+        let (child, url) = Self::spawn(data_dir.path(), extra_args, net.as_ref());
+        let kubeconfig = data_dir.path().join("admin.kubeconfig");
+        Self {
+            child,
+            data_dir,
+            kubeconfig,
+            url,
+            node: net,
+        }
+    }
+
+    fn spawn(data_dir: &Path, extra_args: &[&str], net: Option<&node::NodeNet>) -> (Child, String) {
+        let mut child = node::command_in(net, R8S)
             .args([
                 "server",
-                "--disable-agent",
                 "--bind-address",
                 "127.0.0.1",
                 "--https-listen-port",
                 "0",
             ])
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -84,14 +130,7 @@ impl TestServer {
         }
         // Keep reading so the server never writes into a closed pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        let url = url.expect("r8s server printed its address");
-        let kubeconfig = data_dir.path().join("admin.kubeconfig");
-        Self {
-            child,
-            data_dir,
-            kubeconfig,
-            url,
-        }
+        (child, url.expect("r8s server printed its address"))
     }
 
     /// Stops the server and hands back its data dir, for restart tests.
@@ -99,6 +138,23 @@ impl TestServer {
         self.terminate();
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    /// Restarts the server (and its agent) on the same data dir and network namespace; the
+    /// node's containers keep running meanwhile.
+    pub fn restart(&mut self) {
+        self.terminate();
+        let net = self.node.as_ref().expect("a node server");
+        let args = [
+            "--node-name".to_string(),
+            net.node_name.clone(),
+            "--node-ip".into(),
+            node::NODE_IP.into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (child, url) = Self::spawn(self.data_dir.path(), &args, self.node.as_ref());
+        self.child = child;
+        self.url = url;
     }
 
     fn terminate(&mut self) {
@@ -110,7 +166,7 @@ impl TestServer {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(tools_bin().join("kubectl"))
+        self.command(tools_bin().join("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -121,7 +177,8 @@ impl TestServer {
     /// Runs kubectl with `input` on its stdin.
     pub fn kubectl_input(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(tools_bin().join("kubectl"))
+        let mut child = self
+            .command(tools_bin().join("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -237,7 +294,8 @@ impl TestServer {
     /// curl with the admin client certificate; returns (HTTP code, body).
     pub fn curl(&self, args: &[&str]) -> (u16, String) {
         let tls = self.data_dir.path().join("server/tls");
-        let out = Command::new("curl")
+        let out = self
+            .command("curl")
             .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
             .arg("--cacert")
             .arg(tls.join("ca.crt"))
@@ -256,8 +314,31 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if let Some(net) = &self.node
+            && self.child.try_wait().ok().flatten().is_none()
+        {
+            // Let the kubelet stop and remove the pods as it would; what it leaves, the
+            // network's teardown removes.
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "-A",
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            ]);
+            let pods = self.data_dir.path().join("agent/pods");
+            eventually(std::time::Duration::from_secs(20), || {
+                std::fs::read_dir(&pods).map_or(true, |mut d| d.next().is_none())
+            });
+            let _ = net;
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             self.terminate();
+        }
+        if let Some(net) = self.node.take() {
+            net.teardown(self.data_dir.path());
         }
     }
 }
