@@ -9,7 +9,16 @@ packages=(
   etcd-server       # the etcd backend's tests and the reference in `r8s bench store`
   busybox-static    # tiny test images (scripts/build-test-images.py)
   python3           # the test toolchain scripts
-  util-linux        # unshare, flock
+  util-linux        # unshare, flock, nsenter (test nodes live in network namespaces)
+  containerd        # the node agent's container runtime (with runc)
+  runc
+  containernetworking-plugins # bridge, host-local, portmap, loopback for the pod network
+  iproute2          # ip netns for test nodes
+  iptables          # hostPort forwarding by the CNI portmap plugin
+  docker-registry   # a local registry mirror for pull tests
+  skopeo            # pushes test images into it
+  curl              # tests call the API directly
+  openssl           # tests make client certificates
 )
 
 missing=()

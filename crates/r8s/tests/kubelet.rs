@@ -357,6 +357,8 @@ apiVersion: v1
 kind: Pod
 metadata: {name: probed}
 spec:
+  # The liveness kill waits this long for `sleep`, which ignores SIGTERM as PID 1.
+  terminationGracePeriodSeconds: 1
   containers:
   - name: web
     image: nginx:latest
@@ -463,5 +465,267 @@ fn a_deployment_runs_its_replicas_and_pods_survive_an_agent_restart() {
     for p in after["items"].as_array().unwrap() {
         assert_eq!(p["status"]["phase"], "Running");
         assert_eq!(container_status(p, "nginx")["restartCount"], 0);
+    }
+}
+
+#[test]
+fn pods_reach_each_other_and_host_ports_forward() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 80, hostPort: 8080}]
+"#,
+    );
+    let web = wait_pod(&server, "web", "Ready", |p| {
+        container_status(p, "nginx")["ready"] == true
+    });
+    let web_ip = web["status"]["podIP"].as_str().unwrap().to_string();
+    server.create_ok(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'wget -q -O /dev/termination-log http://{web_ip}/']
+"#
+    ));
+    let client = wait_pod(&server, "client", "Succeeded", phase_is("Succeeded"));
+    let page = container_status(&client, "c")["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    // The hostPort answers on the node's address.
+    let out = server
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://{}:8080/", common::node::NODE_IP),
+        ])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("Welcome to nginx!"),
+        "{body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hungry}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    resources: {limits: {memory: 16Mi}}
+    # The shell holds the whole output in a variable.
+    command: [sh, -c, 'x=$(head -c 134217728 /dev/zero | tr "\\0" a); echo survived']
+"#,
+    );
+    let p = wait_pod(&server, "hungry", "Failed", phase_is("Failed"));
+    let terminated = &container_status(&p, "c")["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated:#}");
+    assert_eq!(terminated["exitCode"], 137);
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+}
+
+#[test]
+fn pods_keep_running_when_containerd_dies_and_it_comes_back() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: steady}
+spec:
+  containers: [{name: c, image: busybox:1, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}]
+"#,
+    );
+    let before = wait_pod(&server, "steady", "Running", phase_is("Running"));
+    let id = container_status(&before, "c")["containerID"].clone();
+    let containerd = containerd_pid(&server);
+    unsafe { libc::kill(containerd, libc::SIGKILL) };
+    let restarted = eventually(READY, || {
+        let pid = containerd_pid(&server);
+        pid != 0 && pid != containerd
+    });
+    assert!(restarted, "containerd was not restarted");
+    // A new pod starts through the new containerd; the old one never restarted.
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: after}
+spec:
+  containers: [{name: c, image: busybox:1, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}]
+"#,
+    );
+    wait_pod(&server, "after", "Running", phase_is("Running"));
+    let steady = server.get_json(&["pod", "steady"]);
+    assert_eq!(container_status(&steady, "c")["containerID"], id);
+    assert_eq!(container_status(&steady, "c")["restartCount"], 0);
+    assert_eq!(steady["status"]["phase"], "Running");
+}
+
+/// The containerd the node's agent runs (0 when none): found by its config in the data dir.
+fn containerd_pid(server: &TestServer) -> i32 {
+    let config = server.data_dir.path().join("agent/containerd/config.toml");
+    let needle = config.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with("containerd ") && cmdline.contains(&needle) {
+            return pid;
+        }
+    }
+    0
+}
+
+#[test]
+fn images_are_imported_and_pulled_through_a_registry_mirror() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_node_in(
+        data_dir,
+        &["--registry-mirror", "docker.io=http://127.0.0.1:5000"],
+    );
+    wait_node_ready(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    // `r8s images import`: a tarball with a tag the node has never seen.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-images.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--out"])
+        .arg(scratch.path())
+        .args(["--tag", "imported:v1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tarball = scratch.path().join("busybox_latest.tar");
+    let out = std::process::Command::new(common::R8S)
+        .args(["images", "import", "--data-dir"])
+        .arg(server.data_dir.path())
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: imported}
+spec:
+  containers: [{name: c, image: imported:v1, imagePullPolicy: Never, command: [sleep, "3600"]}]
+"#,
+    );
+    wait_pod(&server, "imported", "Running", phase_is("Running"));
+
+    // A registry inside the node's network namespace, as the mirror of docker.io.
+    let registry = Registry::start(&server, scratch.path());
+    let out = server
+        .command("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", tarball.display()))
+        .arg("docker://127.0.0.1:5000/library/busybox:mirrored")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: mirrored}
+spec:
+  containers: [{name: c, image: busybox:mirrored, imagePullPolicy: Always, command: [sleep, "3600"]}]
+"#,
+    );
+    let p = wait_pod(&server, "mirrored", "Running", phase_is("Running"));
+    assert!(
+        container_status(&p, "c")["imageID"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sha256:"),
+        "{p:#}"
+    );
+    drop(registry);
+}
+
+/// Debian's docker-registry on 127.0.0.1:5000 inside the node's namespace; stopped by PID.
+struct Registry(std::process::Child);
+
+impl Registry {
+    fn start(server: &TestServer, dir: &std::path::Path) -> Self {
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+                dir.join("registry").display()
+            ),
+        )
+        .unwrap();
+        let child = server
+            .command("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let up = eventually(Duration::from_secs(20), || {
+            server
+                .command("curl")
+                .args(["-sf", "http://127.0.0.1:5000/v2/"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        assert!(up, "docker-registry did not come up");
+        Self(child)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
 }
