@@ -729,3 +729,49 @@ impl Drop for Registry {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn sidecars_run_beside_the_containers_and_deadlines_fail_pods() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: with-sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: shared, emptyDir: {}}]
+  initContainers:
+  - name: sidecar
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    restartPolicy: Always
+    command: [sh, -c, 'echo up > /shared/sidecar; sleep 3600']
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  containers:
+  - name: main
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'sleep 1; cat /shared/sidecar > /dev/termination-log']
+    volumeMounts: [{name: shared, mountPath: /shared}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox:1, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}]
+"#,
+    );
+    let p = wait_pod(&server, "with-sidecar", "Succeeded", phase_is("Succeeded"));
+    let main = container_status(&p, "main");
+    assert_eq!(main["state"]["terminated"]["message"], "up\n", "{main:#}");
+    let p = wait_pod(&server, "deadline", "Failed", phase_is("Failed"));
+    assert_eq!(
+        p["status"]["reason"], "DeadlineExceeded",
+        "{:#}",
+        p["status"]
+    );
+}

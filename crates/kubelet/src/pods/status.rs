@@ -266,7 +266,22 @@ pub fn conditions(
         None,
         None,
     ));
-    let uninitialized = names_where(init_statuses, |s| s["state"]["terminated"]["exitCode"] != 0);
+    // Sidecars (init containers that always restart) count once started, the others once
+    // they have succeeded.
+    let sidecars: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| c.name.as_str())
+        .collect();
+    let uninitialized = names_where(init_statuses, |s| {
+        if sidecars.contains(&s["name"].as_str().unwrap_or_default()) {
+            s["started"] != true
+        } else {
+            s["state"]["terminated"]["exitCode"] != 0
+        }
+    });
     out.push(if uninitialized.is_empty() {
         condition(&old, "Initialized", true, None, None)
     } else {
@@ -353,14 +368,29 @@ mod tests {
             json!({"waiting": {"reason": "CrashLoopBackOff"}}),
             json!({"terminated": {"exitCode": 1}}),
         );
-        assert_eq!(phase("Always", std::slice::from_ref(&running), true, false), "Running");
-        assert_eq!(phase("Always", std::slice::from_ref(&creating), true, false), "Pending");
+        assert_eq!(
+            phase("Always", std::slice::from_ref(&running), true, false),
+            "Running"
+        );
+        assert_eq!(
+            phase("Always", std::slice::from_ref(&creating), true, false),
+            "Pending"
+        );
         assert_eq!(phase("Always", &[backoff], true, false), "Running");
-        assert_eq!(phase("Never", std::slice::from_ref(&ok), true, false), "Succeeded");
-        assert_eq!(phase("OnFailure", std::slice::from_ref(&ok), true, false), "Succeeded");
+        assert_eq!(
+            phase("Never", std::slice::from_ref(&ok), true, false),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase("OnFailure", std::slice::from_ref(&ok), true, false),
+            "Succeeded"
+        );
         assert_eq!(phase("Never", &[ok, failed.clone()], true, false), "Failed");
         assert_eq!(phase("OnFailure", &[failed], true, false), "Running");
-        assert_eq!(phase("Never", std::slice::from_ref(&creating), false, true), "Failed");
+        assert_eq!(
+            phase("Never", std::slice::from_ref(&creating), false, true),
+            "Failed"
+        );
         assert_eq!(phase("Always", &[creating], false, false), "Pending");
     }
 

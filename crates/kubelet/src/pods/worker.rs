@@ -47,6 +47,9 @@ pub struct Worker {
     last_status: Option<Value>,
     /// When each running container was first seen running, for probe delays.
     running_since: HashMap<String, Instant>,
+    /// Containers being stopped in the background (liveness failures, changed specs): left
+    /// alone until they exit.
+    stopping: std::collections::HashSet<String>,
 }
 
 fn rpc<T>(what: &str, result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
@@ -67,6 +70,22 @@ fn is_terminal(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+/// An init container with `restartPolicy: Always`: a sidecar (upstream's KEP-753).
+fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
+}
+
+fn deadline_exceeded(pod: &Pod) -> bool {
+    let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else {
+        return false;
+    };
+    let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) else {
+        return false;
+    };
+    let elapsed = Timestamp::now().duration_since(start.0);
+    elapsed.as_secs() >= deadline
 }
 
 fn backoff_delay(restarts: u32) -> Duration {
@@ -91,6 +110,7 @@ impl Worker {
             volumes: None,
             last_status: None,
             running_since: HashMap::new(),
+            stopping: Default::default(),
         }
     }
 
@@ -229,6 +249,9 @@ impl Worker {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = restart_policy(pod);
         std::fs::create_dir_all(&self.pod_dir)?;
+        if deadline_exceeded(pod) {
+            return self.fail_for_deadline(pod).await;
+        }
 
         // Volumes first: without them no container can start.
         let refresh = self
@@ -364,6 +387,44 @@ impl Worker {
                 .get(&container.name)
                 .and_then(|l| l.first())
                 .cloned();
+            if is_sidecar(container) {
+                // A sidecar keeps running beside the containers; the next init container
+                // waits only until it has started.
+                match &latest {
+                    Some(c) if c.running() => {
+                        if self.stopping.contains(&c.id) {
+                            continue;
+                        }
+                        self.liveness_failed(pod, container, c, &pod_ip, true).await;
+                        if self.started(container, &c.id) {
+                            continue;
+                        }
+                        init_done = false;
+                        break;
+                    }
+                    _ => {
+                        if let Some(wait) = self
+                            .restart(
+                                pod,
+                                container,
+                                &sandbox_id,
+                                &sandbox_config,
+                                latest.as_ref(),
+                                true,
+                                &pod_ip,
+                            )
+                            .await
+                        {
+                            next = next.min(wait);
+                        }
+                        if latest.is_none() {
+                            init_done = false;
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
             match latest {
                 Some(c) if c.exited() && c.exit_code == 0 => continue,
                 Some(c) if c.running() => {
@@ -422,6 +483,7 @@ impl Worker {
                     .cloned();
                 let restart = match &latest {
                     None => true,
+                    Some(c) if c.running() && self.stopping.contains(&c.id) => false,
                     Some(c) if c.running() => {
                         if c.hash != spec::container_hash(container) {
                             self.shared.events.pod(
@@ -434,13 +496,11 @@ impl Worker {
                                     container.name
                                 ),
                             );
-                            self.stop_container(pod, container, &c.id, None).await;
-                            next = Duration::ZERO;
+                            self.stop_in_background(pod, container, &c.id, None);
                             continue;
                         }
-                        if self.liveness_failed(pod, container, c, &pod_ip).await {
-                            next = Duration::ZERO;
-                        }
+                        self.liveness_failed(pod, container, c, &pod_ip, false)
+                            .await;
                         false
                     }
                     Some(c) if c.exited() => match policy.as_str() {
@@ -822,14 +882,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs startup and liveness probes; a failed one restarts the container. True when it
-    /// was killed.
+    /// Runs startup and liveness probes; a failed one stops the container (in the background,
+    /// within its grace period) for the restart policy to bring back.
     async fn liveness_failed(
         &mut self,
         pod: &Pod,
         container: &Container,
         c: &Observed,
         pod_ip: &str,
+        init: bool,
     ) -> bool {
         let since = *self
             .running_since
@@ -859,10 +920,11 @@ impl Worker {
                     pod_ip,
                 )
                 .await;
+            let field = container_path(init, &container.name);
             if let Some(message) = failure {
                 self.shared.events.pod(
                     pod,
-                    container_path(false, &container.name),
+                    field.clone(),
                     true,
                     "Unhealthy",
                     format!("{name} probe failed: {message}"),
@@ -871,7 +933,7 @@ impl Worker {
             if result == Some(false) {
                 self.shared.events.pod(
                     pod,
-                    container_path(false, &container.name),
+                    field,
                     false,
                     "Killing",
                     format!(
@@ -883,7 +945,7 @@ impl Worker {
                 let grace = probe
                     .termination_grace_period_seconds
                     .map(|s| Duration::from_secs(s.max(0) as u64));
-                self.stop_container(pod, container, &c.id, grace).await;
+                self.stop_in_background(pod, container, &c.id, grace);
                 self.probes.forget(&c.id);
                 return true;
             }
@@ -892,6 +954,67 @@ impl Worker {
             }
         }
         false
+    }
+
+    /// Stops a container without holding up the worker; it is left alone until it exits.
+    fn stop_in_background(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        id: &str,
+        grace: Option<Duration>,
+    ) {
+        if !self.stopping.insert(id.to_string()) {
+            return;
+        }
+        let (shared, pod, container, id) = (
+            self.shared.clone(),
+            pod.clone(),
+            container.clone(),
+            id.to_string(),
+        );
+        tokio::spawn(async move {
+            stop_container(&shared, &pod, &container, &id, grace).await;
+        });
+    }
+
+    /// A pod past its `activeDeadlineSeconds`: its containers are stopped and it fails with
+    /// reason DeadlineExceeded, as upstream's kubelet does.
+    async fn fail_for_deadline(&mut self, pod: &Pod) -> anyhow::Result<Duration> {
+        let sandboxes = self.sandboxes().await?;
+        let mut observed = HashMap::new();
+        for sandbox in &sandboxes {
+            let containers = self.containers(&sandbox.id).await?;
+            let spec = pod.spec.clone().unwrap_or_default();
+            for (name, list) in &containers {
+                for c in list.iter().filter(|c| c.running()) {
+                    if let Some(container) = spec
+                        .containers
+                        .iter()
+                        .chain(spec.init_containers.iter().flatten())
+                        .find(|c| &c.name == name)
+                    {
+                        stop_container(&self.shared, pod, container, &c.id, None).await;
+                    }
+                }
+            }
+            if sandbox.state() == v1::PodSandboxState::SandboxReady {
+                observed = self.containers(&sandbox.id).await?;
+            }
+        }
+        let mut status = self.build_status(pod, &observed, &[], true, false).await;
+        status["phase"] = json!("Failed");
+        status["reason"] = json!("DeadlineExceeded");
+        status["message"] = json!("Pod was active on the node longer than the specified deadline");
+        self.shared.events.pod(
+            pod,
+            None,
+            false,
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline".into(),
+        );
+        self.post(pod, status).await?;
+        Ok(Duration::from_secs(1))
     }
 
     fn started(&self, container: &Container, id: &str) -> bool {
@@ -979,6 +1102,11 @@ impl Worker {
             .collect();
         self.probes.retain(&live);
         self.running_since.retain(|id, _| live.contains(id));
+        let running: Vec<&String> = views
+            .iter()
+            .filter_map(|v| v.2.as_ref().filter(|c| c.running()).map(|c| &c.id))
+            .collect();
+        self.stopping.retain(|id| running.contains(&id));
         let mut init_statuses = Vec::new();
         let mut statuses = Vec::new();
         for (init, container, latest, previous, ready, started, termination_message) in &views {
@@ -1099,50 +1227,7 @@ impl Worker {
         id: &str,
         grace: Option<Duration>,
     ) {
-        let grace = grace.unwrap_or_else(|| {
-            Duration::from_secs(
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-                    .unwrap_or(30)
-                    .max(0) as u64,
-            )
-        });
-        let began = Instant::now();
-        if let Some(hook) = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.pre_stop.as_ref())
-        {
-            let pod_ip = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.clone())
-                .unwrap_or_default();
-            let run = crate::pods::hooks::run(&self.shared.cri, container, id, hook, &pod_ip);
-            match tokio::time::timeout(grace, run).await {
-                Ok(Err(message)) => self.shared.events.pod(
-                    pod,
-                    container_path(false, &container.name),
-                    true,
-                    "FailedPreStopHook",
-                    message,
-                ),
-                Err(_) => {}
-                Ok(Ok(())) => {}
-            }
-        }
-        let left = grace.saturating_sub(began.elapsed());
-        let _ = self
-            .shared
-            .cri
-            .runtime
-            .clone()
-            .stop_container(v1::StopContainerRequest {
-                container_id: id.to_string(),
-                timeout: left.as_secs() as i64,
-            })
-            .await;
+        stop_container(&self.shared, pod, container, id, grace).await;
     }
 
     async fn stop_sandbox(&self, id: &str) -> anyhow::Result<()> {
@@ -1268,4 +1353,57 @@ impl Worker {
             Err(e) => Err(anyhow::anyhow!("cannot delete the pod: {e}")),
         }
     }
+}
+
+/// Stops a container: its preStop hook, then SIGTERM and SIGKILL after the grace period.
+async fn stop_container(
+    shared: &Shared,
+    pod: &Pod,
+    container: &Container,
+    id: &str,
+    grace: Option<Duration>,
+) {
+    let grace = grace.unwrap_or_else(|| {
+        Duration::from_secs(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64,
+        )
+    });
+    let began = Instant::now();
+    if let Some(hook) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+    {
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let run = crate::pods::hooks::run(&shared.cri, container, id, hook, &pod_ip);
+        match tokio::time::timeout(grace, run).await {
+            Ok(Err(message)) => shared.events.pod(
+                pod,
+                container_path(false, &container.name),
+                true,
+                "FailedPreStopHook",
+                message,
+            ),
+            Err(_) => {}
+            Ok(Ok(())) => {}
+        }
+    }
+    let left = grace.saturating_sub(began.elapsed());
+    let _ = shared
+        .cri
+        .runtime
+        .clone()
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: left.as_secs() as i64,
+        })
+        .await;
 }
