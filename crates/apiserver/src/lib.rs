@@ -1,9 +1,11 @@
 //! The r8s API server: Kubernetes 1.37's REST API over HTTPS, backed by `r8s_store`.
 //!
 //! Here live routing, discovery, authentication of client certificates, the generic REST
-//! registry (CRUD, list, watch, patch), watch streaming and the objects a new cluster starts
-//! with. What is special about one kind lives in `r8s_api`, never as `if kind == …` here; PKI
-//! and kubeconfigs live in `r8s_cluster`. Node-side crates must not depend on this one.
+//! registry (CRUD, list, watch, patch), watch streaming, the objects a new cluster starts
+//! with, and the subresources served by kubelets (`pods/log`), reached over HTTPS with the
+//! apiserver's kubelet client certificate. What is special about one kind lives in `r8s_api`,
+//! never as `if kind == …` here; PKI, kubeconfigs and TLS configurations live in
+//! `r8s_cluster`. Node-side crates must not depend on this one.
 
 mod admission;
 mod allocator;
@@ -17,9 +19,11 @@ mod discovery;
 mod eviction;
 mod fields;
 mod inflight;
+mod kubelet_client;
 mod managed;
 mod objects;
 mod openapi;
+mod pod_log;
 mod registry;
 mod router;
 mod scale;
@@ -63,6 +67,10 @@ pub struct Config {
     pub service_account_public_pem: String,
     /// The `iss` of ServiceAccount tokens, also their default audience.
     pub service_account_issuer: String,
+    /// The client certificate and key (PEM) the server shows kubelets, whose serving
+    /// certificates it checks against `ca_pem`.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 /// A running API server.
@@ -106,6 +114,14 @@ impl ApiServer {
             .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?;
         let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
             .context("cannot set up TLS")?;
+        let kubelet_tls = r8s_cluster::tls::client_config(
+            &config.ca_pem,
+            &r8s_cluster::Pem {
+                cert: config.kubelet_client_cert_pem.clone(),
+                key: config.kubelet_client_key_pem.clone(),
+            },
+        )
+        .context("cannot set up TLS towards kubelets")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -124,6 +140,7 @@ impl ApiServer {
                 config.max_mutating_requests_inflight,
             ),
             address: address.to_string(),
+            kubelets: kubelet_client::KubeletClient::new(kubelet_tls),
         });
         tokio::spawn(authz::aggregation::run(Arc::downgrade(&state)));
         tokio::spawn(crd::status::run(Arc::downgrade(&state)));

@@ -20,8 +20,10 @@ use crate::deletion::DeleteOptions;
 use crate::discovery;
 use crate::eviction;
 use crate::inflight::InFlight;
+use crate::kubelet_client::KubeletClient;
 use crate::objects::Query;
 use crate::openapi;
+use crate::pod_log;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
 use crate::scale;
@@ -46,6 +48,7 @@ pub struct State {
     pub tokens: TokenIssuer,
     /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
+    pub kubelets: KubeletClient,
 }
 
 /// Accepts TLS connections until the listener fails.
@@ -313,6 +316,14 @@ async fn resource_request(
         }
         if sub == "scale" {
             return scale_request(registry, path, request, &query, &content_type).await;
+        }
+        if sub == "log" {
+            if request.method() != Method::GET {
+                return Err(ApiError::method_not_allowed(
+                    "pods/log accepts only get (GET)",
+                ));
+            }
+            return pod_log::get(state, path, raw_query.as_deref()).await;
         }
         if sub == "binding" && request.method() != Method::POST {
             return Err(ApiError::method_not_allowed(

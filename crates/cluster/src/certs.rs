@@ -231,7 +231,12 @@ pub(crate) fn parse_key(pem: &str) -> Result<KeyPair, String> {
 
 /// The kind of leaf certificate to issue.
 pub(crate) enum LeafProfile<'a> {
-    Serving(&'a ServingNames),
+    /// Server auth for `names`, with subject CN=`common_name` (and O=`organization`).
+    Serving {
+        common_name: &'a str,
+        organization: Option<&'a str>,
+        names: &'a ServingNames,
+    },
     Client {
         common_name: &'a str,
         organizations: &'a [&'a str],
@@ -282,7 +287,7 @@ impl CertificateAuthority {
     }
 
     /// The CA from PEM handed in by a caller; checks what `ensure_server_pki` checks on disk.
-    fn from_pem(ca: &Pem) -> Result<Self, PkiError> {
+    pub(crate) fn from_pem(ca: &Pem) -> Result<Self, PkiError> {
         let invalid = |what, reason| PkiError::InvalidPem { what, reason };
         let facts = parse_cert(&ca.cert).map_err(|reason| invalid("CA certificate", reason))?;
         let key = parse_key(&ca.key).map_err(|reason| invalid("CA key", reason))?;
@@ -315,7 +320,9 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<Pem, PkiError> {
         let what = match profile {
-            LeafProfile::Serving(_) => "serving certificate".to_string(),
+            LeafProfile::Serving { common_name, .. } => {
+                format!("serving certificate for {common_name:?}")
+            }
             LeafProfile::Client { common_name, .. } => {
                 format!("client certificate for {common_name:?}")
             }
@@ -330,10 +337,19 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         match profile {
-            LeafProfile::Serving(names) => {
+            LeafProfile::Serving {
+                common_name,
+                organization,
+                names,
+            } => {
                 params
                     .distinguished_name
-                    .push(DnType::CommonName, APISERVER_COMMON_NAME);
+                    .push(DnType::CommonName, *common_name);
+                if let Some(organization) = organization {
+                    params
+                        .distinguished_name
+                        .push(DnType::OrganizationName, *organization);
+                }
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
                 params.subject_alt_names =
                     names.ips.iter().copied().map(SanType::IpAddress).collect();

@@ -44,6 +44,8 @@ pub enum PkiError {
     /// PEM handed in by the caller rather than read from a file.
     #[error("invalid {what}: {reason}")]
     InvalidPem { what: &'static str, reason: String },
+    #[error("cannot use {what} for TLS: {reason}")]
+    Tls { what: &'static str, reason: String },
     #[error("cannot issue {what}: {reason}")]
     Issue { what: String, reason: String },
     #[error("cannot encode kubeconfig {}: {source}", path.display())]

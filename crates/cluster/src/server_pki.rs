@@ -1,5 +1,6 @@
-//! The control plane's certificate directory: a CA, the apiserver's serving certificate and
-//! the admin's client certificate, created on first start and kept valid on every restart.
+//! The control plane's certificate directory: a CA, the apiserver's serving certificate, the
+//! admin's client certificate and the apiserver's client certificate for kubelets, created on
+//! first start and kept valid on every restart.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,12 +14,15 @@ use crate::atomic_file::{
 use crate::certs::{
     CertFacts, CertificateAuthority, LEAF_VALIDITY, LeafProfile, parse_cert, parse_key,
 };
-use crate::{Pem, PkiError, ServingNames};
+use crate::{APISERVER_COMMON_NAME, Pem, PkiError, ServingNames};
 
 /// The admin's user name, as kubeadm's admin certificate has it.
 pub const ADMIN_COMMON_NAME: &str = "kubernetes-admin";
 /// The group RBAC binds to cluster-admin without any binding object in the store.
 pub const ADMIN_ORGANIZATION: &str = "system:masters";
+/// The user the apiserver is to kubelets (logs, exec…), as kubeadm's
+/// `apiserver-kubelet-client` certificate names it.
+pub const KUBELET_CLIENT_COMMON_NAME: &str = "kube-apiserver-kubelet-client";
 /// Certificates closer than this to expiry are reissued on start, as kubeadm's renewal window.
 pub const RENEW_BEFORE: Duration = Duration::days(30);
 
@@ -28,6 +32,8 @@ pub struct ServerPki {
     pub ca: Pem,
     pub serving: Pem,
     pub admin: Pem,
+    /// The apiserver's identity towards kubelets.
+    pub kubelet_client: Pem,
     pub dir: PathBuf,
     /// What this call wrote and why, for the server to log; empty when all was reused.
     pub issued: Vec<Issued>,
@@ -80,7 +86,9 @@ impl fmt::Display for IssueReason {
 /// Loads or creates, in `dir` (e.g. `<data-dir>/server/tls`):
 /// - `ca.crt`/`ca.key`: self-signed CA, CN "r8s-ca", 10 years;
 /// - `serving.crt`/`.key`: server auth, SANs from `names`, 1 year, signed by the CA;
-/// - `admin.crt`/`.key`: client auth, CN "kubernetes-admin", O "system:masters", 1 year.
+/// - `admin.crt`/`.key`: client auth, CN "kubernetes-admin", O "system:masters", 1 year;
+/// - `apiserver-kubelet-client.crt`/`.key`: client auth, CN "kube-apiserver-kubelet-client",
+///   O "system:masters", 1 year: what the apiserver shows kubelets.
 ///
 /// Keys are ECDSA P-256; files are 0600 (keys) / 0644 (certs), written atomically. On a
 /// restart what exists is reused byte for byte. A leaf certificate is reissued (with a fresh
@@ -97,7 +105,11 @@ pub fn ensure_server_pki(dir: &Path, names: &ServingNames) -> Result<ServerPki, 
         &ca,
         dir,
         "serving",
-        &LeafProfile::Serving(names),
+        &LeafProfile::Serving {
+            common_name: APISERVER_COMMON_NAME,
+            organization: None,
+            names,
+        },
         now,
         &mut issued,
     )?;
@@ -112,10 +124,22 @@ pub fn ensure_server_pki(dir: &Path, names: &ServingNames) -> Result<ServerPki, 
         now,
         &mut issued,
     )?;
+    let kubelet_client = ensure_leaf(
+        &ca,
+        dir,
+        "apiserver-kubelet-client",
+        &LeafProfile::Client {
+            common_name: KUBELET_CLIENT_COMMON_NAME,
+            organizations: &[ADMIN_ORGANIZATION],
+        },
+        now,
+        &mut issued,
+    )?;
     Ok(ServerPki {
         ca: ca.pem,
         serving,
         admin,
+        kubelet_client,
         dir: dir.to_path_buf(),
         issued,
     })
@@ -195,7 +219,7 @@ fn ensure_ca(
 }
 
 /// Reuses `<stem>.crt`/`<stem>.key` if still good, else issues and writes a new pair.
-fn ensure_leaf(
+pub(crate) fn ensure_leaf(
     ca: &CertificateAuthority,
     dir: &Path,
     stem: &str,
@@ -256,7 +280,7 @@ fn reissue_reason(
             not_after: cert.not_after,
         });
     }
-    if let LeafProfile::Serving(names) = profile {
+    if let LeafProfile::Serving { names, .. } = profile {
         let missing = names.missing_from(cert);
         if !missing.is_empty() {
             return Some(IssueReason::NamesNotCovered(missing));

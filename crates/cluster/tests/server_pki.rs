@@ -11,13 +11,15 @@ use r8s_cluster::{
     IssueReason, Issued, PkiError, ServingNames, ensure_server_pki, issue_client_cert,
 };
 
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "ca.crt",
     "ca.key",
     "serving.crt",
     "serving.key",
     "admin.crt",
     "admin.key",
+    "apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key",
 ];
 
 fn read_all(dir: &Path) -> Vec<Vec<u8>> {
@@ -97,10 +99,28 @@ fn admin_cert_verifies_for_client_auth_as_kubernetes_admin_in_system_masters() {
 }
 
 #[test]
+fn kubelet_client_cert_verifies_for_client_auth_as_the_apiserver_in_system_masters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = ensure_server_pki(tmp.path(), &names()).unwrap();
+    verify(tmp.path(), "sslclient", "apiserver-kubelet-client.crt");
+    let cert = tmp.path().join("apiserver-kubelet-client.crt");
+    assert_eq!(
+        x509(&cert, &["-subject"]).trim(),
+        "subject=CN = kube-apiserver-kubelet-client, O = system:masters"
+    );
+    assert_eq!(pki.kubelet_client.cert, fs::read_to_string(&cert).unwrap());
+}
+
+#[test]
 fn keys_are_ecdsa_p256() {
     let tmp = tempfile::tempdir().unwrap();
     ensure_server_pki(tmp.path(), &names()).unwrap();
-    for key in ["ca.key", "serving.key", "admin.key"] {
+    for key in [
+        "ca.key",
+        "serving.key",
+        "admin.key",
+        "apiserver-kubelet-client.key",
+    ] {
         let text = openssl(&[
             "pkey",
             "-noout",
@@ -137,7 +157,7 @@ fn returned_pem_is_what_is_on_disk() {
     assert_eq!(pki.serving.cert, on_disk("serving.crt"));
     assert_eq!(pki.admin.key, on_disk("admin.key"));
     assert_eq!(pki.dir, tmp.path());
-    assert_eq!(pki.issued.len(), 3, "{:?}", pki.issued);
+    assert_eq!(pki.issued.len(), 4, "{:?}", pki.issued);
 }
 
 #[test]
@@ -228,11 +248,13 @@ fn certs_from_a_replaced_ca_are_reissued() {
         [
             IssueReason::Missing,
             IssueReason::NotSignedByCa,
+            IssueReason::NotSignedByCa,
             IssueReason::NotSignedByCa
         ]
     );
     verify(tmp.path(), "sslserver", "serving.crt");
     verify(tmp.path(), "sslclient", "admin.crt");
+    verify(tmp.path(), "sslclient", "apiserver-kubelet-client.crt");
 }
 
 #[test]

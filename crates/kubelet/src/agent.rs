@@ -16,6 +16,7 @@ use crate::cri::{Cri, v1};
 use crate::events::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::pods::{self, Shared};
+use crate::server::{self, Kubelet, KubeletTls};
 use crate::{cni, images};
 
 /// What `r8s agent` (and the agent inside `r8s server`) is told.
@@ -35,6 +36,8 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     pub max_pods: u32,
     pub kubelet_port: u16,
+    /// The kubelet API's certificates; without them the kubelet API is not served.
+    pub tls: Option<KubeletTls>,
     /// The cgroup (in every hierarchy) that holds this node's pods.
     pub cgroup_root: String,
 }
@@ -55,6 +58,7 @@ impl AgentConfig {
             cluster_domain: "cluster.local".into(),
             max_pods: 110,
             kubelet_port: 10250,
+            tls: None,
         }
     }
 
@@ -106,6 +110,7 @@ pub fn detect_node_ip() -> Option<IpAddr> {
 pub struct Agent {
     containerd: Option<Containerd>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    api: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -157,6 +162,18 @@ impl Agent {
         node::register(&client, &facts, image_list().await)
             .await
             .context("cannot register the node")?;
+        let api = match &config.tls {
+            Some(tls) => {
+                let kubelet = Arc::new(Kubelet {
+                    client: client.clone(),
+                    cri: cri.clone(),
+                    node_name: config.node_name.clone(),
+                });
+                let address = std::net::SocketAddr::new(config.node_ip, config.kubelet_port);
+                Some(server::start(address, tls, kubelet).await?)
+            }
+            None => None,
+        };
         let heartbeat = tokio::spawn(node::heartbeat(client.clone(), facts.clone(), image_list));
         let pod_cidr = node::wait_for_pod_cidr(&client, &config.node_name).await?;
         cni::write(
@@ -193,7 +210,11 @@ impl Agent {
             heartbeat.abort();
             result
         });
-        Ok(Self { containerd, task })
+        Ok(Self {
+            containerd,
+            task,
+            api,
+        })
     }
 
     /// Runs until the pod loop ends (it does not, unless the API goes away for good).
@@ -205,6 +226,9 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(api) = &self.api {
+            api.abort();
+        }
         if let Some(containerd) = &self.containerd {
             containerd.stop();
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use r8s_kubelet::{Agent, AgentConfig, containerd::parse_registry_mirror};
+use r8s_kubelet::{Agent, AgentConfig, KubeletTls, containerd::parse_registry_mirror};
 
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -55,10 +55,12 @@ pub async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Starts the agent under `<data-dir>/agent`.
+/// Starts the agent under `<data-dir>/agent`, its kubelet API served with a certificate from
+/// the cluster CA `ca` (kept in `<data-dir>/agent/tls`), accepting clients that CA signed.
 pub async fn start(
     client: kube::Client,
     data_dir: &Path,
+    ca: &r8s_cluster::Pem,
     args: &NodeArgs,
 ) -> anyhow::Result<Agent> {
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
@@ -68,7 +70,18 @@ pub async fn start(
             "cannot find this machine's address (no interface besides loopback): pass --node-ip",
         )?,
     };
+    let tls_dir = data_dir.join("agent").join("tls");
+    let serving = r8s_cluster::ensure_node_serving_cert(&tls_dir, ca, &node_name, &[node_ip])
+        .context("cannot prepare the kubelet's serving certificate")?;
+    if let Some(issued) = &serving.issued {
+        tracing::info!("{issued}");
+    }
     let mut config = AgentConfig::new(data_dir.join("agent"), node_name, node_ip);
+    config.tls = Some(KubeletTls {
+        cert_pem: serving.pem.cert,
+        key_pem: serving.pem.key,
+        client_ca_pem: ca.cert.clone(),
+    });
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     config.registry_mirrors = args.registry_mirrors.clone();
     config.cluster_dns = vec![args.cluster_dns.to_string()];

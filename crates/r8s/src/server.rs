@@ -100,6 +100,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             service_account_key_pem: service_account_key.private_pem,
             service_account_public_pem: service_account_key.public_pem,
             service_account_issuer: args.service_account_issuer,
+            kubelet_client_cert_pem: pki.kubelet_client.cert.clone(),
+            kubelet_client_key_pem: pki.kubelet_client.key.clone(),
         },
         store,
     )
@@ -142,7 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = crate::agent::admin_client(&kubeconfig).await?;
-        Some(crate::agent::start(client, &args.data_dir, &args.agent).await?)
+        Some(crate::agent::start(client, &args.data_dir, &pki.ca, &args.agent).await?)
     };
     let agent_done = async {
         match agent.as_mut() {

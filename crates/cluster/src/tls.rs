@@ -1,0 +1,159 @@
+//! TLS configurations built from the cluster's PEM, shared by every HTTPS endpoint of r8s (the
+//! apiserver, the kubelet) and their clients: client certificates signed by the cluster CA are
+//! an identity (CN = user, O = groups), as upstream's x509 authenticator reads them.
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::{ADMIN_ORGANIZATION, Pem, PkiError};
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// Whether the identity is in `system:masters`, the group every authorizer allows.
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == ADMIN_ORGANIZATION)
+    }
+}
+
+fn tls_error(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> PkiError {
+    move |err| PkiError::Tls {
+        what,
+        reason: err.to_string(),
+    }
+}
+
+fn roots(ca_pem: &str) -> Result<RootCertStore, PkiError> {
+    let error = tls_error("the CA certificate");
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| error(&e))?)
+            .map_err(|e| error(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(error(&"no certificate in the PEM"));
+    }
+    Ok(roots)
+}
+
+fn chain_and_key(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error("the certificate")(&e))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls_error("the key")(&e))?;
+    Ok((chain, key))
+}
+
+/// A server configuration with `cert_pem`/`key_pem` that asks for client certificates and
+/// verifies those it is given against `ca_pem`. A client without one is let through, so the
+/// server can answer 401 (or serve it as anonymous) rather than fail the handshake. Offers
+/// HTTP/2 and HTTP/1.1.
+pub fn server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let error = tls_error("the server TLS configuration");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| error(&e))?;
+    let (chain, key) = chain_and_key(cert_pem, key_pem)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| error(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that presents `client` and trusts only servers whose certificate
+/// chains to `ca_pem` and names the address dialled. No ALPN: HTTP/1.1.
+pub fn client_config(ca_pem: &str, client: &Pem) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let error = tls_error("the client TLS configuration");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (chain, key) = chain_and_key(&client.cert, &client.key)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(&e))?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| error(&e))?;
+    Ok(Arc::new(config))
+}
+
+/// The identity in a verified client certificate: CN the user, each O a group, plus
+/// `system:authenticated` as upstream's authenticators add it.
+pub fn identity(cert: &CertificateDer) -> Option<Identity> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(Identity { user, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ServingNames, ensure_server_pki, issue_client_cert};
+
+    fn pki() -> (tempfile::TempDir, crate::ServerPki) {
+        let tmp = tempfile::tempdir().unwrap();
+        let names = ServingNames::for_apiserver(&[], "10.96.0.1".parse().unwrap());
+        let pki = ensure_server_pki(tmp.path(), &names).unwrap();
+        (tmp, pki)
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn identity_is_cn_and_organizations_plus_authenticated() {
+        let (_tmp, pki) = pki();
+        let identity = identity(&der(&pki.kubelet_client.cert)).unwrap();
+        assert_eq!(identity.user, "kube-apiserver-kubelet-client");
+        assert_eq!(identity.groups, ["system:masters", "system:authenticated"]);
+        assert!(identity.is_master());
+        let plain = issue_client_cert(&pki.ca, "jane", &[], time::Duration::days(1)).unwrap();
+        let jane = super::identity(&der(&plain.cert)).unwrap();
+        assert_eq!(jane.groups, ["system:authenticated"]);
+        assert!(!jane.is_master());
+    }
+
+    #[test]
+    fn configs_build_from_the_cluster_pem() {
+        let (_tmp, pki) = pki();
+        server_config(&pki.ca.cert, &pki.serving.cert, &pki.serving.key).unwrap();
+        client_config(&pki.ca.cert, &pki.kubelet_client).unwrap();
+    }
+
+    #[test]
+    fn a_ca_without_certificates_is_an_error() {
+        let (_tmp, pki) = pki();
+        let err = client_config("", &pki.admin).unwrap_err();
+        assert!(err.to_string().contains("CA certificate"), "{err}");
+    }
+}

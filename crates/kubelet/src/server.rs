@@ -1,0 +1,213 @@
+//! The kubelet API: HTTPS on the node's IP and kubelet port (10250), what the API server calls
+//! for `kubectl logs` (and later exec, attach, port-forward). Every request needs a client
+//! certificate from the cluster CA and is authorized as upstream's kubelet does it (see
+//! [`auth`]); then `GET /healthz`, `GET /pods` and `GET /containerLogs/{ns}/{pod}/{container}`
+//! are served.
+
+mod auth;
+mod container_logs;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use r8s_cluster::tls::Identity;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::cri::Cri;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The kubelet API's TLS material, PEM.
+#[derive(Clone)]
+pub struct KubeletTls {
+    /// The node's serving certificate and its key.
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA that client certificates must chain to (the cluster CA).
+    pub client_ca_pem: String,
+}
+
+impl std::fmt::Debug for KubeletTls {
+    // Keeps the private key out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeletTls")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handlers need of the node agent.
+pub struct Kubelet {
+    pub client: kube::Client,
+    pub cri: Cri,
+    pub node_name: String,
+}
+
+/// Binds `address` and serves the kubelet API there until the returned task is aborted.
+pub async fn start(
+    address: SocketAddr,
+    tls: &KubeletTls,
+    kubelet: Arc<Kubelet>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = r8s_cluster::tls::server_config(&tls.client_ca_pem, &tls.cert_pem, &tls.key_pem)
+        .context("cannot set up the kubelet API's TLS")?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the kubelet API"))?;
+    tracing::info!(%address, "kubelet API listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve(listener, TlsAcceptor::from(config), kubelet).await {
+            tracing::error!("the kubelet API stopped: {e}");
+        }
+    }))
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    kubelet: Arc<Kubelet>,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let kubelet = kubelet.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "kubelet API: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(r8s_cluster::tls::identity);
+            let service = hyper::service::service_fn(move |request| {
+                let kubelet = kubelet.clone();
+                let identity = identity.clone();
+                async move { Ok::<_, Infallible>(handle(&kubelet, identity.as_ref(), request).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "kubelet API connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A plain-text answer, as upstream's kubelet writes its errors.
+pub(crate) fn text(code: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())).boxed());
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A path segment with its `%xx` escapes decoded.
+fn decode(segment: &str) -> String {
+    let encoded = format!("s={}", segment.replace('+', "%2B"));
+    form_urlencoded::parse(encoded.as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+async fn handle(
+    kubelet: &Arc<Kubelet>,
+    identity: Option<&Identity>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let attributes = auth::attributes(&method, &path, &kubelet.node_name);
+    if let Err(refusal) = auth::authorize(&kubelet.client, identity, &attributes).await {
+        tracing::debug!(%method, %path, user = ?identity.map(|i| &i.user), "kubelet API refused: {}", refusal.message().trim_end());
+        return text(refusal.status(), &refusal.message());
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let response = match (segments.as_slice(), &method) {
+        (["healthz"], &Method::GET) => text(StatusCode::OK, "ok"),
+        (["pods"] | ["pods", ""], &Method::GET) => pods(kubelet).await,
+        (["containerLogs", namespace, pod, container], &Method::GET)
+            if !namespace.is_empty() && !pod.is_empty() && !container.is_empty() =>
+        {
+            container_logs::serve(
+                kubelet,
+                &decode(namespace),
+                &decode(pod),
+                &decode(container),
+                request.uri().query(),
+            )
+            .await
+        }
+        (["healthz"] | ["pods"] | ["pods", ""] | ["containerLogs", _, _, _], _) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
+        _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "kubelet API request");
+    response
+}
+
+/// `GET /pods`: the pods bound to this node, as a v1 PodList.
+async fn pods(kubelet: &Kubelet) -> Response<Body> {
+    let api: Api<Pod> = Api::all(kubelet.client.clone());
+    let params = ListParams::default().fields(&format!("spec.nodeName={}", kubelet.node_name));
+    match api.list(&params).await {
+        Ok(list) => {
+            let body = serde_json::json!({
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {},
+                "items": list.items,
+            });
+            let mut response = text(StatusCode::OK, &body.to_string());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot list this node's pods: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_decoded() {
+        assert_eq!(decode("web-1"), "web-1");
+        assert_eq!(decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(decode("a+b"), "a+b");
+    }
+}
