@@ -16,6 +16,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod garbage_collector;
 pub mod history;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod node_ipam;
@@ -85,6 +86,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("podgc", |client, clock| {
             Box::pin(pod_gc::run(client, clock))
+        }),
+        ("horizontalpodautoscaling", |client, clock| {
+            Box::pin(hpa::run(client, clock))
         }),
         ("ttl-after-finished", |client, clock| {
             Box::pin(ttl_after_finished::run(client, clock))

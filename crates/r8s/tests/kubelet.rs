@@ -775,3 +775,48 @@ spec:
         p["status"]
     );
 }
+
+#[test]
+fn kubectl_logs_reads_current_previous_and_followed_output() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo run; for i in 1 2 3; do echo line $i; done; echo oops >&2; sleep 2; exit 1']
+"#,
+    );
+    wait_pod(&server, "talker", "a restart", |p| {
+        container_status(p, "c")["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let previous = server.kubectl_ok(&["logs", "talker", "--previous"]);
+    assert_eq!(previous, "run\nline 1\nline 2\nline 3\noops\n");
+    let tail = server.kubectl_ok(&["logs", "talker", "--tail=1", "--previous"]);
+    assert_eq!(tail, "oops\n");
+    let stamped = server.kubectl_ok(&["logs", "talker", "--previous", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.ends_with("Z oops\n") && stamped.starts_with("20"),
+        "{stamped}"
+    );
+    let limited = server.kubectl_ok(&["logs", "talker", "--previous", "--limit-bytes=6"]);
+    assert_eq!(limited, "run\nli");
+    let out = server.kubectl(&["logs", "talker", "-c", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod talker"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Follow ends when the container exits.
+    let followed = server.kubectl_ok(&["logs", "-f", "talker"]);
+    assert!(followed.contains("line 3"), "{followed}");
+}

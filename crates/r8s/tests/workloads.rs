@@ -295,3 +295,53 @@ fn deleting_a_deployment_with_orphan_cascade_keeps_its_replica_set_and_pods() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(live_pods(&server).len(), 3);
 }
+
+#[test]
+fn an_autoscaler_clamps_its_target_and_says_why_it_cannot_measure() {
+    let server = TestServer::start();
+    create_web(&server, 1);
+    server.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=3",
+        "--max=5",
+        "--cpu=50%",
+    ]);
+    eventually("the deployment scaled up to minReplicas", || {
+        get(&server, &["deployment", "web"])["spec"]["replicas"] == 3
+    });
+    eventually("the autoscaler's status", || {
+        let hpa = get(&server, &["hpa", "web"]);
+        hpa["status"]["currentReplicas"] == 3
+            && hpa["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["type"] == "ScalingActive"
+                        && c["status"] == "False"
+                        && c["reason"] == "FailedGetResourceMetric"
+                })
+            })
+    });
+    let hpa = get(&server, &["hpa", "web"]);
+    let able = hpa["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "AbleToScale")
+        .cloned()
+        .unwrap();
+    assert_eq!(able["status"], "True", "{hpa:#}");
+    // Above maxReplicas, it scales down to it.
+    server.kubectl_ok(&["scale", "deployment", "web", "--replicas=9"]);
+    eventually("the deployment scaled down to maxReplicas", || {
+        get(&server, &["deployment", "web"])["spec"]["replicas"] == 5
+    });
+    let events = server.kubectl_ok(&["get", "events", "-A"]);
+    assert!(
+        events.contains("SuccessfulRescale")
+            || server
+                .kubectl_ok(&["get", "events.events.k8s.io", "-A"])
+                .contains("SuccessfulRescale"),
+        "{events}"
+    );
+}
