@@ -50,9 +50,64 @@ impl EventRecorder {
             .await
     }
 
+    /// A Normal event about `regarding` whose action touched `related` (the pod or claim a
+    /// controller created or deleted). Events differing only in their note would otherwise
+    /// merge into one series, which keeps the first note.
+    pub async fn normal_about(
+        &self,
+        regarding: &ObjectReference,
+        related: ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish_about(
+            regarding,
+            Some(related),
+            EventType::Normal,
+            reason,
+            action,
+            note,
+        )
+        .await
+    }
+
+    /// A Warning event about `regarding` whose action failed on `related`.
+    pub async fn warning_about(
+        &self,
+        regarding: &ObjectReference,
+        related: ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish_about(
+            regarding,
+            Some(related),
+            EventType::Warning,
+            reason,
+            action,
+            note,
+        )
+        .await
+    }
+
     async fn publish(
         &self,
         regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish_about(regarding, None, type_, reason, action, note)
+            .await
+    }
+
+    async fn publish_about(
+        &self,
+        regarding: &ObjectReference,
+        related: Option<ObjectReference>,
         type_: EventType,
         reason: &str,
         action: &str,
@@ -66,7 +121,7 @@ impl EventRecorder {
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = recorder.publish(&event, regarding).await {
             tracing::warn!(%error, reason, "cannot record event");

@@ -61,7 +61,9 @@ pub fn owned(store: &Store<ControllerRevision>, meta: &ObjectMeta) -> Vec<Arc<Co
     revisions
 }
 
-/// The revision the owner's current template would be (not yet stored).
+/// The revision the owner's current template would be (not yet stored). It carries the
+/// owner's annotations, as upstream's revisions do, so `kubernetes.io/change-cause` shows in
+/// `kubectl rollout history`.
 pub fn candidate(owner: &Owner, number: i64) -> ControllerRevision {
     let hash = template_hash(owner.template, owner.collision_count);
     let name = owner.meta.name.clone().unwrap_or_default();
@@ -77,6 +79,7 @@ pub fn candidate(owner: &Owner, number: i64) -> ControllerRevision {
             name: Some(format!("{name}-{hash}")),
             namespace: owner.meta.namespace.clone(),
             labels: Some(labels),
+            annotations: owner.meta.annotations.clone(),
             owner_references: Some(vec![ownership::controller_reference(
                 owner.api_version,
                 owner.kind,

@@ -29,6 +29,7 @@ pub mod root_ca_publisher;
 pub mod selector;
 pub mod service_endpoints;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod taint_eviction;
 pub mod ttl_after_finished;
 
@@ -65,6 +66,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("daemonset", |client, clock| {
             Box::pin(daemonset::run(client, clock))
+        }),
+        ("statefulset", |client, clock| {
+            Box::pin(statefulset::run(client, clock))
         }),
         ("resourcequota", |client, _| {
             Box::pin(resourcequota::run(client))
