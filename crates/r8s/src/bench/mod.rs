@@ -2,6 +2,8 @@
 
 mod api;
 mod harness;
+mod node;
+mod pods;
 mod scheduler;
 mod store;
 
@@ -15,6 +17,8 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Scheduling throughput and latency on hollow nodes.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Pod startup latency on a real node beside the runtime's own, and the node's memory.
+    Pods(pods::PodsBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -22,6 +26,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
+        BenchCommand::Pods(args) => pods::run(args).await,
     }
 }
 
