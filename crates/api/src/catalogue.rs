@@ -187,7 +187,8 @@ pub(crate) static CATALOGUE: &[Resource] = &[
     // events.k8s.io/v1: the same objects as core events, served in the newer shape
     EVENTS_V1
         .resource("Event", "events", "event", NAMESPACED)
-        .with_short_names(&["ev"]),
+        .with_short_names(&["ev"])
+        .stored_as(CORE_V1, "events"),
     // authentication.k8s.io/v1: create-only reviews, never stored
     AUTHENTICATION_V1
         .resource(
@@ -233,7 +234,7 @@ pub(crate) static CATALOGUE: &[Resource] = &[
             CLUSTER,
         )
         .with_verbs(CREATE),
-    // autoscaling/v2 and autoscaling/v1: one resource, two shapes
+    // autoscaling/v2 and autoscaling/v1: one resource, two shapes, stored as v2
     AUTOSCALING_V2
         .resource(
             "HorizontalPodAutoscaler",
@@ -253,7 +254,8 @@ pub(crate) static CATALOGUE: &[Resource] = &[
         )
         .with_short_names(&["hpa"])
         .with_categories(ALL)
-        .with_subresources(&[AUTOSCALING_V1.status("HorizontalPodAutoscaler")]),
+        .with_subresources(&[AUTOSCALING_V1.status("HorizontalPodAutoscaler")])
+        .stored_as(AUTOSCALING_V2, "horizontalpodautoscalers"),
     // batch/v1
     BATCH_V1
         .resource("CronJob", "cronjobs", "cronjob", NAMESPACED)

@@ -16,7 +16,7 @@ pub mod quantity;
 pub mod quota;
 mod resource;
 
-pub use resource::{Resource, Subresource};
+pub use resource::{Resource, StoredAs, Subresource};
 
 /// Every built-in resource: core first, then each group in [`groups`] order, each group/version's
 /// resources sorted by plural as discovery lists them.

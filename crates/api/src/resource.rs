@@ -2,7 +2,8 @@
 
 /// One built-in resource in one group/version, as `/api/v1` or `/apis/<group>/<version>` lists it.
 ///
-/// A resource served in several versions (autoscaling v2 and v1) has one entry per version.
+/// A resource served in several versions (autoscaling v2 and v1) has one entry per version; all
+/// but one of them name the entry whose form and storage they share in `stored_as`.
 #[derive(Debug)]
 pub struct Resource {
     /// The API group; `""` for the core group.
@@ -25,6 +26,18 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// Subresources, sorted by name as discovery lists them.
     pub subresources: &'static [Subresource],
+    /// The served resource whose objects these are, kept in its form under its storage prefix
+    /// and converted on the way in and out (events.k8s.io events are core events); `None`:
+    /// the objects are kept as this resource serves them.
+    pub stored_as: Option<StoredAs>,
+}
+
+/// The catalogue entry a resource's objects are stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredAs {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
 }
 
 /// A subresource such as `pods/status` or `deployments/scale`.
@@ -63,14 +76,27 @@ impl Resource {
         self.subresources.iter().find(|sub| sub.name == name)
     }
 
-    /// Storage key prefix: `/registry/<plural>` for the core group,
+    /// The resource whose form objects are stored in: this one, or the one it is stored as.
+    pub fn storage(&'static self) -> &'static Resource {
+        match self.stored_as {
+            None => self,
+            Some(at) => crate::find(at.group, at.version, at.plural)
+                .expect("a resource is stored as another catalogue entry"),
+        }
+    }
+
+    /// Storage key prefix of the stored resource: `/registry/<plural>` for the core group,
     /// `/registry/<group>/<plural>` otherwise. Objects live below it at
     /// `<prefix>/<namespace>/<name>` or `<prefix>/<name>`.
     pub fn storage_prefix(&self) -> String {
-        if self.is_core() {
-            format!("/registry/{}", self.plural)
+        let (group, plural) = match self.stored_as {
+            Some(at) => (at.group, at.plural),
+            None => (self.group, self.plural),
+        };
+        if group.is_empty() {
+            format!("/registry/{plural}")
         } else {
-            format!("/registry/{}/{}", self.group, self.plural)
+            format!("/registry/{group}/{plural}")
         }
     }
 }

@@ -227,13 +227,32 @@ fn storage_prefix_omits_only_the_core_group() {
         resource("apps", "v1", "deployments").storage_prefix(),
         "/registry/apps/deployments"
     );
-    for r in catalogue() {
+    for r in catalogue().iter().filter(|r| r.stored_as.is_none()) {
         let expected = if r.group.is_empty() {
             format!("/registry/{}", r.plural)
         } else {
             format!("/registry/{}/{}", r.group, r.plural)
         };
         assert_eq!(r.storage_prefix(), expected);
+    }
+}
+
+#[test]
+fn resources_stored_as_another_share_its_storage() {
+    let events = resource("events.k8s.io", "v1", "events");
+    assert!(std::ptr::eq(events.storage(), resource("", "v1", "events")));
+    assert_eq!(events.storage_prefix(), "/registry/events");
+    let v1 = resource("autoscaling", "v1", "horizontalpodautoscalers");
+    assert_eq!(v1.storage().version, "v2");
+    assert_eq!(
+        v1.storage_prefix(),
+        "/registry/autoscaling/horizontalpodautoscalers"
+    );
+    for r in catalogue() {
+        let storage = r.storage();
+        assert!(storage.stored_as.is_none(), "{} is stored once", r.plural);
+        assert_eq!((storage.kind, storage.namespaced), (r.kind, r.namespaced));
+        assert_eq!(storage.storage_prefix(), r.storage_prefix());
     }
 }
 

@@ -1,18 +1,22 @@
-//! The watch cache: one store watch per resource feeds an in-memory copy of its objects and a
-//! window of recent events. Watches are served from it, so a thousand watchers cost one store
-//! watch, and each event is decoded and serialized once however many watchers receive it;
-//! lists that accept any recent state (`resourceVersion=0`) are served from it too.
+//! The watch cache: one store watch per storage prefix feeds an in-memory copy of its objects
+//! and a window of recent events. Watches are served from it, so a thousand watchers cost one
+//! store watch, and each event is decoded and serialized once however many watchers receive it;
+//! lists that accept any recent state (`resourceVersion=0`) are served from it too. Resources
+//! stored as another (events.k8s.io events are core events) share its cache; their readers get
+//! each object converted, once per object.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use r8s_api::Resource;
+use r8s_api::kinds::{self, Kind};
 use r8s_store::{EventKind, RangeOptions, Revision, Store};
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast};
 
 use crate::objects;
+use crate::selectors;
 use crate::status::ApiError;
 
 /// Events kept for watchers resuming from a past resourceVersion.
@@ -20,42 +24,59 @@ const HISTORY: usize = 10_000;
 /// Events buffered for a slow watcher before it is cut off (it then re-watches).
 const FAN_OUT_BUFFER: usize = 4096;
 
-/// One object as the cache keeps it: its JSON, serialized once, and the few fields selectors
-/// read. Keeping text rather than a parsed tree halves the memory and lets lists be written
-/// without serializing again.
+/// One object as the cache keeps it: its JSON in the stored form, serialized once, and the few
+/// fields selectors read. Keeping text rather than a parsed tree halves the memory and lets
+/// lists be written without serializing again.
 pub struct CachedObject {
     pub json: Arc<str>,
-    /// `metadata.name`, `metadata.namespace`, `metadata.labels` and the kind's selectable
-    /// fields, at their usual paths.
+    /// `metadata.name`, `metadata.namespace`, `metadata.labels` and the stored kind's
+    /// selectable fields, at their usual paths.
     pub selectable: Value,
+    /// The object as another resource serves it (events.k8s.io for a core event), converted
+    /// and serialized once for every reader of that resource.
+    served: OnceLock<(&'static Resource, Arc<str>)>,
 }
 
 impl CachedObject {
-    fn new(object: &Value, fields: &[&str]) -> Self {
-        let meta = &object["metadata"];
-        let mut selectable = serde_json::json!({
-            "metadata": { "name": meta["name"], "namespace": meta["namespace"], "labels": meta["labels"] },
-        });
-        for field in fields {
-            let mut source = object;
-            for part in field.split('.') {
-                source = &source[part];
-            }
-            let mut target = &mut selectable;
-            for part in field.split('.') {
-                target = &mut target[part];
-            }
-            *target = source.clone();
-        }
+    fn new(object: &Value, kind: &dyn Kind) -> Self {
         Self {
             json: object.to_string().into(),
-            selectable,
+            selectable: selectors::selectable(object, kind),
+            served: OnceLock::new(),
         }
     }
 
     /// The full object, parsed again (for tables and for clients that need the tree).
     pub fn value(&self) -> Value {
         serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The object's JSON as `resource` serves it.
+    pub fn json_as(&self, resource: &'static Resource) -> Arc<str> {
+        if resource.stored_as.is_none() {
+            return self.json.clone();
+        }
+        let convert = || -> Arc<str> {
+            kinds::behaviour(resource)
+                .to_served(self.value())
+                .to_string()
+                .into()
+        };
+        let (first, json) = self.served.get_or_init(|| (resource, convert()));
+        // The resources a stored one is served as besides itself are one, so far.
+        if std::ptr::eq(*first, resource) {
+            json.clone()
+        } else {
+            convert()
+        }
+    }
+
+    /// The full object as `resource` serves it.
+    pub fn value_as(&self, resource: &'static Resource) -> Value {
+        if resource.stored_as.is_none() {
+            return self.value();
+        }
+        serde_json::from_str(&self.json_as(resource)).unwrap_or(Value::Null)
     }
 }
 
@@ -82,8 +103,8 @@ struct State {
 
 pub struct ResourceCache {
     state: RwLock<State>,
-    /// The kind's selectable fields, kept with each object.
-    fields: &'static [&'static str],
+    /// The stored kind, whose selectable fields are kept with each object.
+    kind: &'static dyn Kind,
     /// The store revision the state is complete through: every change under the prefix up
     /// to it has been applied (from events, or from the store watch's progress reports).
     fresh: tokio::sync::watch::Sender<Revision>,
@@ -198,7 +219,7 @@ impl ResourceCache {
         let previous = state.objects.get(&event.kv.key).cloned();
         let object = match event.kind {
             EventKind::Put => match objects::decode(&event.kv.value, revision) {
-                Ok(object) => Arc::new(CachedObject::new(&object, self.fields)),
+                Ok(object) => Arc::new(CachedObject::new(&object, self.kind)),
                 Err(e) => {
                     tracing::warn!(key = %event.kv.key, error = %e, "undecodable object skipped");
                     return;
@@ -208,7 +229,7 @@ impl ResourceCache {
                 let Some(last) = &previous else { return };
                 let mut last = last.value();
                 objects::set_resource_version(&mut last, revision);
-                Arc::new(CachedObject::new(&last, self.fields))
+                Arc::new(CachedObject::new(&last, self.kind))
             }
         };
         match event.kind {
@@ -250,15 +271,20 @@ impl WatchCache {
         }
     }
 
-    /// The cache of a resource, filled before it is returned.
-    pub async fn resource(&self, resource: &Resource) -> Result<Arc<ResourceCache>, ApiError> {
-        let prefix = resource.storage_prefix();
+    /// The cache of a resource's stored objects, shared by every resource stored alike,
+    /// filled before it is returned.
+    pub async fn resource(
+        &self,
+        resource: &'static Resource,
+    ) -> Result<Arc<ResourceCache>, ApiError> {
+        let storage = resource.storage();
+        let prefix = storage.storage_prefix();
         let mut resources = self.resources.lock().await;
         if let Some(cache) = resources.get(&prefix) {
             return Ok(cache.clone());
         }
-        let fields = r8s_api::kinds::behaviour(resource).selectable_fields();
-        let (objects, revision) = list(&*self.store, &prefix, fields).await?;
+        let kind = kinds::behaviour(storage);
+        let (objects, revision) = list(&*self.store, &prefix, kind).await?;
         let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
         let cache = Arc::new(ResourceCache {
             state: RwLock::new(State {
@@ -268,7 +294,7 @@ impl WatchCache {
                 history: VecDeque::new(),
                 events,
             }),
-            fields,
+            kind,
             fresh: tokio::sync::watch::channel(revision).0,
             progress_wanted: tokio::sync::Notify::new(),
         });
@@ -281,7 +307,7 @@ impl WatchCache {
 async fn list(
     store: &dyn Store,
     prefix: &str,
-    fields: &[&str],
+    kind: &dyn Kind,
 ) -> Result<(BTreeMap<String, Arc<CachedObject>>, Revision), ApiError> {
     let snapshot = store
         .range(prefix, RangeOptions::default())
@@ -291,7 +317,7 @@ async fn list(
     for kv in snapshot.kvs {
         match objects::decode(&kv.value, kv.mod_revision) {
             Ok(object) => {
-                objects.insert(kv.key, Arc::new(CachedObject::new(&object, fields)));
+                objects.insert(kv.key, Arc::new(CachedObject::new(&object, kind)));
             }
             Err(e) => tracing::warn!(key = %kv.key, error = %e, "undecodable object skipped"),
         }
@@ -309,7 +335,7 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot watch the store"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match list(&*store, &prefix, cache.fields).await {
+        match list(&*store, &prefix, cache.kind).await {
             Ok((objects, revision)) => {
                 let mut state = cache.state.write().expect("cache lock poisoned");
                 let (events, _) = broadcast::channel(FAN_OUT_BUFFER);

@@ -296,15 +296,12 @@ impl Registry {
                 .unwrap_or_default();
             match plan(path.resource, &current, options) {
                 Plan::Pending => return Ok((kept, current)),
-                Plan::Mark(mut marked) => {
+                Plan::Mark(marked) => {
                     if options.dry_run {
                         return Ok((kept, marked));
                     }
-                    match self
-                        .store
-                        .update(&key, objects::encode(&marked)?, revision, None)
-                        .await
-                    {
+                    let (stored, mut marked) = objects::to_store(path.resource, marked)?;
+                    match self.store.update(&key, stored, revision, None).await {
                         Ok(written) => {
                             objects::set_resource_version(&mut marked, written);
                             return Ok((kept, marked));

@@ -97,7 +97,8 @@ impl ApiServer {
             .await
             .context("cannot create the cluster's initial objects")?;
         // Every watchable resource gets its cache now, as upstream's does, so watches resuming
-        // from any revision since the start are served from history.
+        // from any revision since the start are served from history; resources stored alike
+        // (core and events.k8s.io events) share one.
         let mut seen = std::collections::HashSet::new();
         for resource in r8s_api::catalogue() {
             if !resource.verbs.contains(&"watch") || !seen.insert(resource.storage_prefix()) {

@@ -35,6 +35,26 @@ pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
     Ok(object)
 }
 
+/// Decodes a stored object as `resource` serves it (converted, when it is stored as another).
+pub fn decode_as(resource: &Resource, bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let stored = decode(bytes, revision)?;
+    Ok(match resource.stored_as {
+        None => stored,
+        Some(_) => r8s_api::kinds::behaviour(resource).to_served(stored),
+    })
+}
+
+/// What a write of `object`, served as `resource`, stores, and the object as readers then see
+/// it: upstream answers a write with what it stored, converted back.
+pub fn to_store(resource: &Resource, object: Value) -> Result<(bytes::Bytes, Value), ApiError> {
+    if resource.stored_as.is_none() {
+        return Ok((encode(&object)?, object));
+    }
+    let kind = r8s_api::kinds::behaviour(resource);
+    let stored = kind.to_storage(object);
+    Ok((encode(&stored)?, kind.to_served(stored)))
+}
+
 pub fn set_resource_version(object: &mut Value, revision: Revision) {
     object["metadata"]["resourceVersion"] = json!(revision.to_string());
 }

@@ -20,7 +20,7 @@ use crate::fields::{self, Validation};
 use crate::managed;
 use crate::objects::{self, Query};
 use crate::router::ResourcePath;
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::selectors::{self, FieldSelector, LabelSelector};
 use crate::status::{ApiError, Subject};
 use crate::strategic;
 
@@ -56,7 +56,7 @@ impl Listing {
                 "kind": format!("{}List", resource.kind),
                 "apiVersion": resource.api_version(),
                 "metadata": { "resourceVersion": revision.to_string() },
-                "items": objects.iter().map(|o| o.value()).collect::<Vec<_>>(),
+                "items": objects.iter().map(|o| o.value_as(resource)).collect::<Vec<_>>(),
             }),
         }
     }
@@ -69,18 +69,19 @@ impl Listing {
                 revision,
                 objects,
             } => {
-                let size: usize = objects.iter().map(|o| o.json.len() + 1).sum();
+                let items: Vec<Arc<str>> = objects.iter().map(|o| o.json_as(resource)).collect();
+                let size: usize = items.iter().map(|json| json.len() + 1).sum();
                 let mut body = String::with_capacity(size + 200);
                 body.push_str(&format!(
                     r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{revision}"}},"items":["#,
                     resource.kind,
                     resource.api_version()
                 ));
-                for (i, object) in objects.iter().enumerate() {
+                for (i, json) in items.iter().enumerate() {
                     if i > 0 {
                         body.push(',');
                     }
-                    body.push_str(&object.json);
+                    body.push_str(json);
                 }
                 body.push_str("]}");
                 Bytes::from(body)
@@ -144,7 +145,7 @@ impl Registry {
     pub async fn get(&self, path: &ResourcePath, name: &str) -> Result<Value, ApiError> {
         let key = objects::key(path.resource, path.namespace.as_deref(), name);
         match self.store.get(&key).await {
-            Ok(Some(kv)) => objects::decode(&kv.value, kv.mod_revision),
+            Ok(Some(kv)) => objects::decode_as(path.resource, &kv.value, kv.mod_revision),
             Ok(None) => Err(ApiError::not_found(Self::subject(path, name))),
             Err(e) => Err(ApiError::from_store(e, Self::subject(path, name))),
         }
@@ -153,13 +154,11 @@ impl Registry {
     pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Listing, ApiError> {
         let resource = path.resource;
         let labels = LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?;
-        let fields = FieldSelector::parse(
+        let fields = FieldSelector::for_kind(
             query.field_selector.as_deref().unwrap_or(""),
-            kinds::behaviour(resource).selectable_fields(),
+            kinds::behaviour(resource),
         )?;
         let prefix = objects::collection(resource, path.namespace.as_deref());
-        // Unpaged lists come from the watch cache: "any recent state" (resourceVersion=0) at
-        // once, the latest state once the cache has caught up with the store.
         // Unpaged lists come from the watch cache: "any" state (resourceVersion=0) at once;
         // the latest state, or one not older than a given revision, once the cache has it.
         let unpaged = query.continue_token.is_none() && query.limit == 0;
@@ -215,6 +214,9 @@ impl Registry {
             }
             None => (None, exact_revision(query)?),
         };
+        // Selectors read the stored form, as the watch cache keeps it.
+        let stored_kind = kinds::behaviour(resource.storage());
+        let served_kind = kinds::behaviour(resource);
         let mut items = Vec::new();
         let mut next = None;
         loop {
@@ -239,8 +241,9 @@ impl Registry {
             let last = page.kvs.last().map(|kv| kv.key.clone());
             for kv in page.kvs {
                 let object = objects::decode(&kv.value, kv.mod_revision)?;
-                if labels.matches(&object) && fields.matches(&object) {
-                    items.push(object);
+                let selectable = selectors::selectable(&object, stored_kind);
+                if labels.matches(&selectable) && fields.matches(&selectable) {
+                    items.push(served_kind.to_served(object));
                 }
             }
             match (page.more, last) {
@@ -395,6 +398,7 @@ impl Registry {
             if self.store.get(&key).await.ok().flatten().is_some() {
                 return Err(ApiError::already_exists(Self::subject(path, &name)));
             }
+            let (_, object) = objects::to_store(resource, object)?;
             return Ok((object, warnings));
         }
         let owner = Owner {
@@ -412,10 +416,8 @@ impl Registry {
             .claim(&mut object, &wanted, &[], &owner, resource.kind)
             .await?;
         kind.after_allocation(&mut object);
-        let created = self
-            .store
-            .create(&key, objects::encode(&object)?, None)
-            .await;
+        let (stored, mut object) = objects::to_store(resource, object)?;
+        let created = self.store.create(&key, stored, None).await;
         let revision = match created {
             Ok(revision) => revision,
             Err(e) => {
@@ -705,7 +707,7 @@ impl Registry {
             crate::crd::admit(path.resource, &mut updated, false)?;
             admission::validate(self, &admission, &updated).await?;
             if query.dry_run {
-                return Ok(updated);
+                return Ok(objects::to_store(path.resource, updated)?.1);
             }
             let old_claims = allocator::held(&kind.allocations(&current), &current);
             if finalized(path.resource, &updated) {
@@ -736,10 +738,8 @@ impl Registry {
                 )
                 .await?;
             kind.after_allocation(&mut updated);
-            let written = self
-                .store
-                .update(&key, objects::encode(&updated)?, current_rev, None)
-                .await;
+            let (stored, mut updated) = objects::to_store(path.resource, updated)?;
+            let written = self.store.update(&key, stored, current_rev, None).await;
             match written {
                 Ok(revision) => {
                     let kept = allocator::held(&kind.allocations(&updated), &updated);

@@ -1,6 +1,8 @@
-//! Label and field selectors, parsed as upstream does (`a=b,c!=d,e in (f,g),!h`).
+//! Label and field selectors, parsed as upstream does (`a=b,c!=d,e in (f,g),!h`), and the
+//! fields of an object they read.
 
-use serde_json::Value;
+use r8s_api::kinds::Kind;
+use serde_json::{Value, json};
 
 use crate::status::ApiError;
 
@@ -160,11 +162,37 @@ fn label_key(key: &str) -> Result<String, String> {
     }
 }
 
+/// What selectors read of a stored object: `metadata.name`, `metadata.namespace`,
+/// `metadata.labels` and the kind's selectable fields, at their usual paths.
+pub fn selectable(object: &Value, kind: &dyn Kind) -> Value {
+    let meta = &object["metadata"];
+    let mut selectable = json!({
+        "metadata": { "name": meta["name"], "namespace": meta["namespace"], "labels": meta["labels"] },
+    });
+    for field in kind.selectable_fields() {
+        let target = field
+            .split('.')
+            .fold(&mut selectable, |node, part| &mut node[part]);
+        *target = kind.selectable_value(object, field);
+    }
+    selectable
+}
+
 /// A field selector: `field=value` / `field!=value` terms over the fields a resource supports.
 #[derive(Debug, Clone, Default)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
+    /// A selector over the fields `kind` (a served resource's behaviour) supports, naming them
+    /// as its stored form does, to be matched against [`selectable`] of stored objects.
+    pub fn for_kind(text: &str, kind: &dyn Kind) -> Result<Self, ApiError> {
+        let mut selector = Self::parse(text, kind.selectable_fields())?;
+        for (field, _, _) in &mut selector.0 {
+            *field = kind.stored_field_label(field).to_owned();
+        }
+        Ok(selector)
+    }
+
     /// `supported` are the fields this resource can be selected by, besides `metadata.name`
     /// and `metadata.namespace`, which every resource supports.
     pub fn parse(text: &str, supported: &[&str]) -> Result<Self, ApiError> {
@@ -251,5 +279,36 @@ mod tests {
         assert!(sel.unwrap().matches(&obj));
         let err = FieldSelector::parse("spec.bogus=x", &[]).unwrap_err();
         assert!(err.message.contains("field label not supported"));
+    }
+
+    fn kind(group: &str, plural: &str) -> &'static dyn Kind {
+        r8s_api::kinds::behaviour(r8s_api::find(group, "v1", plural).expect("catalogue entry"))
+    }
+
+    #[test]
+    fn events_k8s_io_selectors_match_stored_core_events() {
+        let core = kind("", "events");
+        let event = json!({
+            "metadata": { "name": "e", "namespace": "default" },
+            "involvedObject": { "kind": "Pod", "name": "web" },
+            "reportingComponent": "default-scheduler",
+            "source": {},
+            "type": "Normal",
+        });
+        let stored = selectable(&event, core);
+        assert_eq!(stored["source"], "default-scheduler");
+        let events_k8s_io = kind("events.k8s.io", "events");
+        let by_regarding = FieldSelector::for_kind(
+            "regarding.name=web,reportingController=default-scheduler",
+            events_k8s_io,
+        );
+        assert!(by_regarding.unwrap().matches(&stored));
+        let other = FieldSelector::for_kind("regarding.kind=Node", events_k8s_io).unwrap();
+        assert!(!other.matches(&stored));
+        let err = FieldSelector::for_kind("involvedObject.name=web", events_k8s_io).unwrap_err();
+        assert!(err.message.contains("field label not supported"));
+        let by_core =
+            FieldSelector::for_kind("involvedObject.name=web,source=default-scheduler", core);
+        assert!(by_core.unwrap().matches(&stored));
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use r8s_api::Resource;
 use r8s_store::EventKind;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -46,9 +47,9 @@ pub async fn start(
 ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let filter = Filter {
         labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?,
-        fields: FieldSelector::parse(
+        fields: FieldSelector::for_kind(
             query.field_selector.as_deref().unwrap_or(""),
-            r8s_api::kinds::behaviour(path.resource).selectable_fields(),
+            r8s_api::kinds::behaviour(path.resource),
         )?,
     };
     let requested = query.resource_version()?;
@@ -90,7 +91,11 @@ pub async fn start(
         } = subscription;
         let mut last = revision;
         for object in initial.iter().filter(|o| filter.matches(&o.selectable)) {
-            if tx.send(raw_line("ADDED", &object.json)).await.is_err() {
+            if tx
+                .send(raw_line("ADDED", &object.json_as(resource)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -100,7 +105,7 @@ pub async fn start(
             return;
         }
         for event in &replay {
-            if let Some(bytes) = translate(event, &filter)
+            if let Some(bytes) = translate(event, &filter, resource)
                 && tx.send(bytes).await.is_err()
             {
                 return;
@@ -133,7 +138,7 @@ pub async fn start(
                 continue;
             }
             last = event.revision;
-            if let Some(bytes) = translate(&event, &filter)
+            if let Some(bytes) = translate(&event, &filter, resource)
                 && tx.send(bytes).await.is_err()
             {
                 return;
@@ -149,21 +154,22 @@ fn raw_line(kind: &str, object_json: &str) -> Bytes {
     ))
 }
 
-fn translate(event: &CachedEvent, filter: &Filter) -> Option<Bytes> {
+/// A change as one watcher of `resource` sees it, if it sees it at all.
+fn translate(event: &CachedEvent, filter: &Filter, resource: &'static Resource) -> Option<Bytes> {
     let was = event
         .previous
         .as_ref()
         .is_some_and(|p| filter.matches(&p.selectable));
-    let json = &event.object.json;
+    let line = |kind| raw_line(kind, &event.object.json_as(resource));
     match event.kind {
-        EventKind::Delete => was.then(|| raw_line("DELETED", json)),
+        EventKind::Delete => was.then(|| line("DELETED")),
         EventKind::Put => {
             let is = filter.matches(&event.object.selectable);
             let created = event.previous.is_none();
             match (created, was, is) {
-                (_, false, true) => Some(raw_line("ADDED", json)),
-                (false, true, true) => Some(raw_line("MODIFIED", json)),
-                (false, true, false) => Some(raw_line("DELETED", json)),
+                (_, false, true) => Some(line("ADDED")),
+                (false, true, true) => Some(line("MODIFIED")),
+                (false, true, false) => Some(line("DELETED")),
                 _ => None,
             }
         }

@@ -1,7 +1,7 @@
 //! The words the catalogue is written in: verb sets, categories, group/versions, and the
 //! const builders that turn one line of data into a [`Resource`] or [`Subresource`].
 
-use crate::resource::{Resource, Subresource};
+use crate::resource::{Resource, StoredAs, Subresource};
 
 pub(super) const NAMESPACED: bool = true;
 pub(super) const CLUSTER: bool = false;
@@ -96,6 +96,7 @@ impl GroupVersion {
             short_names: &[],
             categories: &[],
             subresources: &[],
+            stored_as: None,
         }
     }
 
@@ -139,6 +140,16 @@ impl Resource {
 
     pub(super) const fn with_subresources(mut self, subresources: &'static [Subresource]) -> Self {
         self.subresources = subresources;
+        self
+    }
+
+    /// Objects kept as `plural` of `at` serves them, converted to and from this version.
+    pub(super) const fn stored_as(mut self, at: GroupVersion, plural: &'static str) -> Self {
+        self.stored_as = Some(StoredAs {
+            group: at.group,
+            version: at.version,
+            plural,
+        });
         self
     }
 }

@@ -4,6 +4,7 @@
 
 mod certificatesigningrequests;
 mod configmaps;
+mod conversion;
 mod cronjobs;
 pub mod customresourcedefinitions;
 mod daemonsets;
@@ -101,6 +102,18 @@ pub trait Kind: Sync {
         &[]
     }
 
+    /// The stored form's name for a selectable field (upstream's field label conversion:
+    /// events.k8s.io's `regarding.name` is a core event's `involvedObject.name`).
+    fn stored_field_label<'a>(&self, label: &'a str) -> &'a str {
+        label
+    }
+
+    /// The value a field selector compares for one of the selectable fields: the field at that
+    /// path, unless the kind derives it.
+    fn selectable_value(&self, object: &Value, field: &str) -> Value {
+        at_path(object, field).clone()
+    }
+
     /// Server-kept fields when a subresource writes `new` over `old` (after the subresource's
     /// fields were taken from the request and the rest from `old`).
     fn prepare_for_subresource_update(&self, _subresource: &str, _new: &mut Value, _old: &Value) {}
@@ -151,6 +164,22 @@ pub trait Kind: Sync {
     fn returns_deleted_object(&self) -> bool {
         false
     }
+
+    /// The object in the form its resource is stored in ([`Resource::stored_as`]); objects
+    /// of a resource stored as served are kept as they are.
+    fn to_storage(&self, object: Value) -> Value {
+        object
+    }
+
+    /// A stored object in this resource's form: the inverse of [`Kind::to_storage`].
+    fn to_served(&self, object: Value) -> Value {
+        object
+    }
+}
+
+/// The value at a dotted path (`involvedObject.name`); null when absent.
+fn at_path<'a>(object: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(object, |node, part| &node[part])
 }
 
 struct Default;
@@ -169,8 +198,9 @@ pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
         }
         ("", "endpoints") => &endpoints::Endpoints,
         ("discovery.k8s.io", "endpointslices") => &endpointslices::EndpointSlices,
-        // Core and events.k8s.io events are the same objects, printed alike.
-        ("", "events") | ("events.k8s.io", "events") => &events::Events,
+        ("", "events") => &events::Events,
+        // The same objects as core events, in the newer shape.
+        ("events.k8s.io", "events") => &events::EVENTS_K8S_IO,
         ("", "namespaces") => &namespaces::Namespaces,
         ("", "nodes") => &nodes::Nodes,
         ("", "persistentvolumeclaims") => &persistentvolumeclaims::PersistentVolumeClaims,
@@ -183,7 +213,10 @@ pub fn behaviour(resource: &Resource) -> &'static dyn Kind {
         ("apps", "deployments") => &deployments::Deployments,
         ("apps", "replicasets") => &replicasets::ReplicaSets,
         ("apps", "statefulsets") => &statefulsets::StatefulSets,
-        // Served as autoscaling v2 and v1; one printer reads both shapes.
+        // Stored as autoscaling/v2; v1 objects are converted to it.
+        ("autoscaling", "horizontalpodautoscalers") if resource.version == "v1" => {
+            &horizontalpodautoscalers::AUTOSCALING_V1
+        }
         ("autoscaling", "horizontalpodautoscalers") => {
             &horizontalpodautoscalers::HorizontalPodAutoscalers
         }

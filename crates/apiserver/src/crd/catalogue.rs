@@ -222,6 +222,7 @@ pub fn served_versions(crd: &Value) -> Vec<Served> {
             short_names: intern_list(&strings(&names["shortNames"])),
             categories: intern_list(&strings(&names["categories"])),
             subresources: Box::leak(subs.into_boxed_slice()),
+            stored_as: None,
         });
         let schema = version["schema"]["openAPIV3Schema"]
             .is_object()

@@ -26,7 +26,7 @@ use crate::status::ApiError;
 
 pub use apply::Writer;
 use apply::{ApplyError, LAST_APPLIED, Scope};
-use entries::Sent;
+use entries::{Entry, Sent};
 
 /// Upstream's limit on a field manager's name.
 const MAX_MANAGER_LENGTH: usize = 128;
@@ -160,14 +160,26 @@ pub fn record_update(
     let empty = json!({});
     let scope = scope(resource, subresource);
     let now = objects::now_rfc3339();
-    match apply::update(
+    let updated = apply::update(
         &scope,
         live.unwrap_or(&empty),
         new,
         base.clone(),
         &writer,
         &now,
-    ) {
+    )
+    .map(|mut entries| {
+        // An Update takes fields from everyone without conflicts.
+        release_in_other_versions(
+            resource,
+            subresource,
+            live.unwrap_or(&empty),
+            new,
+            &mut entries,
+        );
+        entries
+    });
+    match updated {
         // Unchanged entries are written back as they were.
         Ok(entries) if Some(&entries) == live_entries.as_ref() => {
             restore(new, live);
@@ -234,11 +246,69 @@ pub fn apply(
         },
     )?;
     let mut object = applied.object;
+    let mut entries = applied.entries;
+    if let Some(live) = live {
+        let taken = release_in_other_versions(resource, subresource, live, &object, &mut entries);
+        if !force && !taken.0.is_empty() {
+            return Err(conflict_error(&taken));
+        }
+    }
     if manager == "kubectl" {
         keep_last_applied(&mut object, config);
     }
-    entries::encode(&mut object, applied.entries);
+    entries::encode(&mut object, entries);
     Ok(object)
+}
+
+/// Managers that wrote through another version of the resource (events.k8s.io for a core
+/// event, autoscaling/v1 for a v2 autoscaler) lose the fields a write changed as their version
+/// names them: the objects are converted to that version and compared there, as upstream's
+/// field manager does; answers what each of them lost. Entries of versions the catalogue does
+/// not serve are left alone.
+fn release_in_other_versions(
+    resource: &Resource,
+    subresource: Option<&str>,
+    live: &Value,
+    new: &Value,
+    entries: &mut Vec<Entry>,
+) -> apply::Conflicts {
+    let mut taken = Vec::new();
+    let own = resource.api_version();
+    let mut versions: Vec<String> = entries
+        .iter()
+        .map(|e| e.api_version.clone())
+        .filter(|v| *v != own)
+        .collect();
+    versions.sort();
+    versions.dedup();
+    let writer = kinds::behaviour(resource);
+    for version in versions {
+        let prefix = resource.storage_prefix();
+        let Some(other) = r8s_api::catalogue()
+            .iter()
+            .find(|r| r.api_version() == version && r.storage_prefix() == prefix)
+        else {
+            continue;
+        };
+        let reader = kinds::behaviour(other);
+        let as_other = |object: &Value| reader.to_served(writer.to_storage(object.clone()));
+        let scope = scope(other, subresource);
+        let Ok(comparison) = typed::compare(&as_other(live), &as_other(new), scope.ty) else {
+            continue;
+        };
+        let released = scope
+            .filter(&comparison.changed())
+            .union(&scope.filter(&comparison.removed));
+        for entry in entries.iter_mut().filter(|e| e.api_version == version) {
+            let lost = entry.fields.intersection(&released);
+            if !lost.is_empty() {
+                taken.push((entry.clone(), lost));
+                entry.fields = entry.fields.difference(&released);
+            }
+        }
+    }
+    entries.retain(|e| !e.fields.is_empty());
+    apply::Conflicts(taken)
 }
 
 /// `kubectl apply --server-side` keeps a client-side apply annotation current, so switching

@@ -349,3 +349,54 @@ fn list_map_keys_take_upstream_defaults_when_omitted() {
         json!({ "k:{\"port\":80,\"protocol\":\"TCP\"}": { ".": {}, "f:port": {} } })
     );
 }
+
+#[test]
+fn appliers_through_another_version_conflict_on_and_take_the_fields_it_names_differently() {
+    let core = r8s_api::find("", "v1", "events").expect("catalogue has events");
+    let events_k8s_io =
+        r8s_api::find("events.k8s.io", "v1", "events").expect("catalogue has events.k8s.io");
+    let created = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": { "name": "e", "namespace": "default" },
+        "involvedObject": { "kind": "Pod", "name": "web" },
+        "reason": "Pulled",
+        "message": "pulled",
+    });
+    let mut live = created.clone();
+    record_update(core, None, None, &mut live, "kubectl-create");
+    let fields = &entry(&live, "kubectl-create")["fieldsV1"];
+    assert!(fields.get("f:message").is_some(), "{fields}");
+    // The same event as events.k8s.io serves it, with its note applied anew.
+    let served = r8s_api::kinds::behaviour(events_k8s_io).to_served(live.clone());
+    let config = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": { "name": "e", "namespace": "default" },
+        "note": "pulled again",
+    });
+    let apply_note = |force| {
+        apply(
+            events_k8s_io,
+            None,
+            Some(&served),
+            &config,
+            "recorder",
+            force,
+        )
+    };
+    let err = apply_note(false).unwrap_err();
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message
+            .contains(r#"conflict with "kubectl-create" using v1: .message"#),
+        "{}",
+        err.message
+    );
+    let applied = apply_note(true).unwrap();
+    assert_eq!(applied["note"], "pulled again");
+    let left = &entry(&applied, "kubectl-create")["fieldsV1"];
+    assert!(left.get("f:message").is_none(), "{left}");
+    assert!(left.get("f:reason").is_some(), "{left}");
+    let recorder = entry(&applied, "recorder");
+    assert_eq!(recorder["apiVersion"], "events.k8s.io/v1");
+    assert!(recorder["fieldsV1"].get("f:note").is_some());
+}

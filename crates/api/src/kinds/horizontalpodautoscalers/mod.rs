@@ -1,15 +1,24 @@
-//! HorizontalPodAutoscalers: the `kubectl get hpa` table (target, metrics as
-//! `current/target`, replica bounds and count), for autoscaling/v2 and autoscaling/v1
-//! objects alike: a v1 CPU target reads as the v2 CPU utilization metric it converts to.
+//! HorizontalPodAutoscalers, stored as autoscaling/v2: defaults and the `kubectl get hpa`
+//! table (target, metrics as `current/target`, replica bounds and count); autoscaling/v1
+//! objects are converted to v2 (`v1.rs`) and behave as the v2 objects they are.
+
+mod v1;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::conversion::Converted;
 use super::defaulting::{object_field, set_default};
 use super::printing::{self, AGE, NAME, column, int, items, text};
 use super::{Column, Kind};
 
 pub struct HorizontalPodAutoscalers;
+
+/// autoscaling/v1 autoscalers: v2 ones under v1's fields.
+pub static AUTOSCALING_V1: Converted = Converted {
+    stored: &HorizontalPodAutoscalers,
+    conversion: &v1::AutoscalingV1,
+};
 
 const COLUMNS: &[Column] = &[
     NAME,
@@ -47,11 +56,7 @@ const SHOWN: usize = 2;
 impl Kind for HorizontalPodAutoscalers {
     fn prepare_for_create(&self, object: &mut Value) {
         default_autoscaler(object);
-        object["status"] = if is_v1(object) {
-            json!({ "currentReplicas": 0, "desiredReplicas": 0 })
-        } else {
-            json!({ "currentMetrics": null, "desiredReplicas": 0 })
-        };
+        object["status"] = json!({ "currentMetrics": null, "desiredReplicas": 0 });
     }
 
     fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
@@ -65,33 +70,6 @@ impl Kind for HorizontalPodAutoscalers {
     fn cells(&self, object: &Value) -> Vec<Value> {
         row(object, OffsetDateTime::now_utc())
     }
-}
-
-/// The v2 metric specs and statuses; a v1 object's CPU target and current utilization
-/// become one Resource metric, as upstream converts them.
-fn metrics(hpa: &Value) -> (Vec<Value>, Vec<Value>) {
-    let (spec, status) = (&hpa["spec"], &hpa["status"]);
-    if spec.get("metrics").is_some() || spec.get("targetCPUUtilizationPercentage").is_none() {
-        return (
-            items(&spec["metrics"]).to_vec(),
-            items(&status["currentMetrics"]).to_vec(),
-        );
-    }
-    let specs = vec![json!({
-        "type": "Resource",
-        "resource": {
-            "name": "cpu",
-            "target": { "type": "Utilization", "averageUtilization": spec["targetCPUUtilizationPercentage"] },
-        },
-    })];
-    let statuses = match &status["currentCPUUtilizationPercentage"] {
-        Value::Null => Vec::new(),
-        current => vec![json!({
-            "type": "Resource",
-            "resource": { "name": "cpu", "current": { "averageUtilization": current } },
-        })],
-    };
-    (specs, statuses)
 }
 
 /// A quantity as stored; `<nil>` when unset, as Go prints a nil quantity.
@@ -177,7 +155,8 @@ fn row(hpa: &Value, now: OffsetDateTime) -> Vec<Value> {
     let spec = &hpa["spec"];
     let target = &spec["scaleTargetRef"];
     let reference = format!("{}/{}", text(&target["kind"]), text(&target["name"]));
-    let (specs, statuses) = metrics(hpa);
+    let specs = items(&spec["metrics"]);
+    let statuses = items(&hpa["status"]["currentMetrics"]);
     let min_pods = match spec["minReplicas"].as_i64() {
         Some(min) => min.to_string(),
         None => "<unset>".into(),
@@ -185,7 +164,7 @@ fn row(hpa: &Value, now: OffsetDateTime) -> Vec<Value> {
     vec![
         printing::name(hpa),
         reference.into(),
-        format_metrics(&specs, &statuses).into(),
+        format_metrics(specs, statuses).into(),
         min_pods.into(),
         int(&spec["maxReplicas"]).into(),
         int(&hpa["status"]["currentReplicas"]).into(),
@@ -193,23 +172,13 @@ fn row(hpa: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
-fn is_v1(hpa: &Value) -> bool {
-    hpa["apiVersion"] == "autoscaling/v1"
-}
-
 /// Upstream's autoscaling defaults: at least one replica; a v2 autoscaler without metrics
 /// aims at 80% CPU, and a behavior it names gets the default scaling rules it leaves out.
 fn default_autoscaler(hpa: &mut Value) {
-    let v1 = is_v1(hpa);
     let Some(spec) = hpa.get_mut("spec").filter(|s| s.is_object()) else {
         return;
     };
     set_default(spec, "minReplicas", json!(1));
-    // Upstream stores v2, so a v1 autoscaler reads back the v2 default metric as its target.
-    if v1 {
-        set_default(spec, "targetCPUUtilizationPercentage", json!(80));
-        return;
-    }
     if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
         spec["metrics"] = json!([{
             "type": "Resource",
@@ -281,12 +250,17 @@ mod tests {
     }
 
     #[test]
-    fn v1_autoscalers_aim_at_80_percent_cpu_without_v2_metrics() {
+    fn v1_autoscalers_are_defaulted_as_the_v2_ones_they_are() {
         let mut hpa = json!({"apiVersion": "autoscaling/v1", "spec": {"maxReplicas": 5}});
-        HorizontalPodAutoscalers.prepare_for_create(&mut hpa);
+        AUTOSCALING_V1.prepare_for_create(&mut hpa);
+        assert_eq!(hpa["apiVersion"], "autoscaling/v1");
         assert_eq!(hpa["spec"]["minReplicas"], 1);
         assert_eq!(hpa["spec"]["targetCPUUtilizationPercentage"], 80);
         assert!(hpa["spec"].get("metrics").is_none());
+        assert_eq!(
+            hpa["status"],
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        );
     }
 
     const NOW: &str = "2026-03-01T12:00:00Z";
@@ -313,8 +287,9 @@ mod tests {
     }
 
     #[test]
-    fn a_v1_autoscaler_reads_its_cpu_target_as_a_metric() {
+    fn a_v1_autoscaler_prints_its_cpu_target_as_a_metric() {
         let hpa = json!({
+            "apiVersion": "autoscaling/v1",
             "spec": {
                 "scaleTargetRef": { "kind": "Deployment", "name": "web" },
                 "maxReplicas": 5,
@@ -322,7 +297,7 @@ mod tests {
             },
             "status": { "currentReplicas": 1 },
         });
-        let cells = row(&hpa, at(NOW));
+        let cells = AUTOSCALING_V1.cells(&hpa);
         assert_eq!(
             json!(cells[2..5]),
             json!(["cpu: <unknown>/50%", "<unset>", 5])
