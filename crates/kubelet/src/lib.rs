@@ -6,6 +6,7 @@
 //! never import control-plane crates (the store, the API server, controllers, the scheduler).
 
 pub mod agent;
+pub mod cleanup;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
