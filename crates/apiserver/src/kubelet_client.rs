@@ -1,6 +1,7 @@
-//! The API server as a client of kubelets (logs now; exec, attach and port-forward later):
-//! where a node's kubelet listens, and one HTTPS request to it with the apiserver's kubelet
-//! client certificate, the kubelet's serving certificate checked against the cluster CA.
+//! The API server as a client of kubelets: where a node's kubelet listens, and HTTPS
+//! connections to it with the apiserver's kubelet client certificate, the kubelet's serving
+//! certificate checked against the cluster CA: one `GET` (logs), or a connection for a stream
+//! (exec, attach, port-forward) to upgrade.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,7 @@ impl KubeletLocation {
         })
     }
 
-    fn authority(&self) -> String {
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -81,9 +82,13 @@ impl KubeletLocation {
 }
 
 /// Makes HTTPS requests to kubelets.
+#[derive(Clone)]
 pub struct KubeletClient {
     connector: TlsConnector,
 }
+
+/// A TLS connection to a kubelet.
+type KubeletConnection = tokio_rustls::client::TlsStream<TcpStream>;
 
 impl KubeletClient {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
@@ -92,16 +97,14 @@ impl KubeletClient {
         }
     }
 
-    /// Sends `GET path_and_query` to the kubelet at `location` over a connection of its own,
-    /// which lives as long as the response body is read. The error is text for a message, as
-    /// Go's HTTP client words it.
-    pub async fn get(
+    /// Dials the kubelet at `location` and completes the TLS handshake. The error is text
+    /// for a message, as Go's dialer words it (after `what`).
+    async fn dial(
         &self,
         location: &KubeletLocation,
-        path_and_query: &str,
-    ) -> Result<Response<Incoming>, String> {
-        let url = location.url(path_and_query);
-        let fail = |what: String| format!("Get {url:?}: {what}");
+        what: &str,
+    ) -> Result<KubeletConnection, String> {
+        let fail = |why: String| format!("{what}: {why}");
         let server_name = ServerName::try_from(location.host.clone())
             .map_err(|e| fail(format!("invalid host {:?}: {e}", location.host)))?;
         let connect = async {
@@ -120,9 +123,35 @@ impl KubeletClient {
                 .await
                 .map_err(|e| fail(format!("tls: {e}")))
         };
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| fail("dial tcp: i/o timeout".into()))??;
+            .map_err(|_| fail("dial tcp: i/o timeout".into()))?
+    }
+
+    /// What dials the kubelet at `location` for a stream, when awaited.
+    pub fn connect(&self, location: &KubeletLocation) -> r8s_httpstream::Connect {
+        let (client, location) = (self.clone(), location.clone());
+        Box::pin(async move {
+            let what = format!("dial {}", location.authority());
+            client
+                .dial(&location, &what)
+                .await
+                .map(|tls| Box::new(tls) as Box<dyn r8s_httpstream::Transport>)
+        })
+    }
+
+    /// Sends `GET path_and_query` to the kubelet at `location` over a connection of its own,
+    /// which lives as long as the response body is read. The error is text for a message, as
+    /// Go's HTTP client words it.
+    pub async fn get(
+        &self,
+        location: &KubeletLocation,
+        path_and_query: &str,
+    ) -> Result<Response<Incoming>, String> {
+        let url = location.url(path_and_query);
+        let what = format!("Get {url:?}");
+        let fail = |why: String| format!("{what}: {why}");
+        let tls = self.dial(location, &what).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| fail(e.to_string()))?;

@@ -2,8 +2,9 @@
 //!
 //! Here live routing, discovery, authentication of client certificates, the generic REST
 //! registry (CRUD, list, watch, patch), watch streaming, the objects a new cluster starts
-//! with, and the subresources served by kubelets (`pods/log`), reached over HTTPS with the
-//! apiserver's kubelet client certificate. What is special about one kind lives in `r8s_api`,
+//! with, and the subresources served by kubelets (`pods/log`, and the streams of `pods/exec`,
+//! `pods/attach` and `pods/portforward`, carried by `r8s_httpstream`), reached over HTTPS with
+//! the apiserver's kubelet client certificate. What is special about one kind lives in `r8s_api`,
 //! never as `if kind == …` here; PKI, kubeconfigs and TLS configurations live in
 //! `r8s_cluster`. Node-side crates must not depend on this one.
 
@@ -24,6 +25,7 @@ mod managed;
 mod objects;
 mod openapi;
 mod pod_log;
+mod pod_stream;
 mod registry;
 mod router;
 mod scale;

@@ -35,7 +35,7 @@ pub struct LogOptions {
 
 /// A query flag as upstream decodes one: absent, `0`, `f` and `false` are false, anything
 /// else (even empty) is true.
-fn flag(value: &str) -> bool {
+pub(crate) fn flag(value: &str) -> bool {
     !(value == "0" || value.eq_ignore_ascii_case("f") || value.eq_ignore_ascii_case("false"))
 }
 
@@ -300,7 +300,7 @@ pub async fn get(
 }
 
 /// A path segment, percent-encoded where a name could need it.
-fn escape(segment: &str) -> String {
+pub(crate) fn escape(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes())
         .collect::<String>()
         .replace('+', "%20")

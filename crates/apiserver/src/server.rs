@@ -24,6 +24,7 @@ use crate::kubelet_client::KubeletClient;
 use crate::objects::Query;
 use crate::openapi;
 use crate::pod_log;
+use crate::pod_stream;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
 use crate::scale;
@@ -282,6 +283,15 @@ async fn dispatch(
             &answer,
             "application/json",
         ));
+    }
+    if let Some(stream) = path
+        .subresource
+        .as_deref()
+        .and_then(pod_stream::Subresource::of)
+        && path.resource.group.is_empty()
+        && path.resource.plural == "pods"
+    {
+        return pod_stream::serve(state, &path, request, &user, stream).await;
     }
     resource_request(state, &path, request, user).await
 }

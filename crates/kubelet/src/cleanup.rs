@@ -112,8 +112,6 @@ fn cgroup_dirs(node_name: &str) -> Vec<PathBuf> {
     found
 }
 
-/// What teardown could not remove, each as a line for the user; empty when all is gone.
-
 fn read_pids(path: &Path) -> Vec<i32> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

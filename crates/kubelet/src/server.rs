@@ -1,11 +1,12 @@
 //! The kubelet API: HTTPS on the node's IP and kubelet port (10250), what the API server calls
-//! for `kubectl logs` (and later exec, attach, port-forward). Every request needs a client
+//! for `kubectl logs`, `exec`, `attach`, `cp` and `port-forward`. Every request needs a client
 //! certificate from the cluster CA and is authorized as upstream's kubelet does it (see
-//! [`auth`]); then `GET /healthz`, `GET /pods` and `GET /containerLogs/{ns}/{pod}/{container}`
-//! are served.
+//! [`auth`]); then `GET /healthz`, `GET /pods`, `GET /containerLogs/{ns}/{pod}/{container}`,
+//! and the streams `/exec/…`, `/attach/…` and `/portForward/…` (see [`streaming`]) are served.
 
 mod auth;
 mod container_logs;
+mod streaming;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -108,7 +109,7 @@ async fn serve(
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%peer, error = %e, "kubelet API connection ended with an error");
@@ -149,29 +150,64 @@ async fn handle(
         tracing::debug!(%method, %path, user = ?identity.map(|i| &i.user), "kubelet API refused: {}", refusal.message().trim_end());
         return text(refusal.status(), &refusal.message());
     }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let stream_method = method == Method::GET || method == Method::POST;
     let response = match (segments.as_slice(), &method) {
         (["healthz"], &Method::GET) => text(StatusCode::OK, "ok"),
         (["pods"] | ["pods", ""], &Method::GET) => pods(kubelet).await,
         (["containerLogs", namespace, pod, container], &Method::GET)
             if !namespace.is_empty() && !pod.is_empty() && !container.is_empty() =>
         {
-            container_logs::serve(
-                kubelet,
-                &decode(namespace),
-                &decode(pod),
-                &decode(container),
-                request.uri().query(),
-            )
-            .await
+            container_logs::serve(kubelet, namespace, pod, container, request.uri().query()).await
         }
-        (["healthz"] | ["pods"] | ["pods", ""] | ["containerLogs", _, _, _], _) => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        ([kind @ ("exec" | "attach"), namespace, pod, container], _) if stream_method => {
+            let coordinates = (*namespace, *pod, None, *container);
+            streaming::command(kubelet, streaming::Command::of(kind), coordinates, request).await
         }
+        ([kind @ ("exec" | "attach"), namespace, pod, uid, container], _) if stream_method => {
+            let coordinates = (*namespace, *pod, Some(*uid), *container);
+            streaming::command(kubelet, streaming::Command::of(kind), coordinates, request).await
+        }
+        (["portForward", namespace, pod, uid @ ..], _) if stream_method && uid.len() <= 1 => {
+            streaming::port_forward(kubelet, (namespace, pod, uid.first().copied()), request).await
+        }
+        (
+            ["healthz"]
+            | ["pods"]
+            | ["pods", ""]
+            | ["containerLogs", _, _, _]
+            | ["exec" | "attach", _, _, _]
+            | ["exec" | "attach", _, _, _, _]
+            | ["portForward", _, _]
+            | ["portForward", _, _, _],
+            _,
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     };
     tracing::debug!(%method, %path, status = response.status().as_u16(), "kubelet API request");
     response
+}
+
+/// The pod `namespace/name` if it is bound to this node (what upstream's pod manager holds);
+/// the error is text for an answer.
+pub(crate) async fn bound_pod(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Pod>, String> {
+    let pods: Api<Pod> = Api::namespaced(kubelet.client.clone(), namespace);
+    match pods.get_opt(name).await {
+        Ok(pod) => Ok(pod.filter(|pod| {
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                == Some(kubelet.node_name.as_str())
+        })),
+        Err(e) => Err(format!("cannot read pod {name:?}: {e}")),
+    }
 }
 
 /// `GET /pods`: the pods bound to this node, as a v1 PodList.

@@ -789,7 +789,9 @@ spec:
   - name: c
     image: busybox:1
     imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'echo run; for i in 1 2 3; do echo line $i; done; echo oops >&2; sleep 2; exit 1']
+    # stdout and stderr reach the log through separate pipes: their order holds only across
+    # a pause.
+    command: [sh, -c, 'echo run; for i in 1 2 3; do echo line $i; done; sleep 1; echo oops >&2; sleep 1; exit 1']
 "#,
     );
     wait_pod(&server, "talker", "a restart", |p| {
@@ -819,4 +821,434 @@ spec:
     // Follow ends when the container exits.
     let followed = server.kubectl_ok(&["logs", "-f", "talker"]);
     assert!(followed.contains("line 3"), "{followed}");
+}
+
+/// How kubectl carries exec, attach, cp and port-forward: its default WebSocket protocols
+/// (translated to SPDY by the apiserver) or the SPDY fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    WebSocket,
+    Spdy,
+}
+
+const TRANSPORTS: [Transport; 2] = [Transport::WebSocket, Transport::Spdy];
+
+/// kubectl in the node's namespace speaking `transport`; with `limit`, under `timeout` (for
+/// commands that end by themselves: a killed `timeout` would leave kubectl running).
+fn kubectl_over(
+    server: &TestServer,
+    transport: Transport,
+    limit: Option<u32>,
+) -> std::process::Command {
+    let websockets = match transport {
+        Transport::WebSocket => "true",
+        Transport::Spdy => "false",
+    };
+    let kubectl = common::tools_bin().join("kubectl");
+    let mut command = match limit {
+        Some(seconds) => {
+            let mut command = server.command("timeout");
+            command.arg(seconds.to_string()).arg(kubectl);
+            command
+        }
+        None => server.command(kubectl),
+    };
+    command
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets);
+    command
+}
+
+/// Runs kubectl over `transport` with `input` on its stdin.
+fn stream_output(
+    server: &TestServer,
+    transport: Transport,
+    args: &[&str],
+    input: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = kubectl_over(server, transport, Some(120))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("kubectl output");
+    let _ = writer.join();
+    out
+}
+
+/// The lines `out` yields, as they come.
+fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (lines, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// The first line from `lines` that `wanted` accepts within `timeout`.
+fn wait_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    timeout: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if wanted(&line) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const SHELL_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  containers:
+  - name: sh
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+  - name: done
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: ['true']
+  restartPolicy: Never
+"#;
+
+#[test]
+fn kubectl_exec_runs_commands_with_output_stdin_tty_and_exit_codes() {
+    let server = node();
+    server.create_ok(SHELL_POD);
+    wait_pod(&server, "shell", "a running sh and a finished done", |p| {
+        container_status(p, "sh")["state"]["running"].is_object()
+            && container_status(p, "done")["state"]["terminated"].is_object()
+    });
+    let stdin: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for transport in TRANSPORTS {
+        // Output on both streams; kubectl says which protocol it negotiated.
+        let out = stream_output(
+            &server,
+            transport,
+            &[
+                "exec",
+                "-v=4",
+                "shell",
+                "-c",
+                "sh",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{transport:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "out\n", "{transport:?}");
+        assert!(text(&out.stderr).contains("err\n"), "{transport:?}");
+        if transport == Transport::WebSocket {
+            assert!(
+                text(&out.stderr)
+                    .contains(r#""Subprotocol negotiated" protocol="v5.channel.k8s.io""#),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+        // The exit code comes back.
+        let out = stream_output(
+            &server,
+            transport,
+            &["exec", "shell", "-c", "sh", "--", "sh", "-c", "exit 3"],
+            b"",
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{transport:?}: {}",
+            text(&out.stderr)
+        );
+        // stdin reaches the command, and its end too.
+        let out = stream_output(
+            &server,
+            transport,
+            &[
+                "exec",
+                "-i",
+                "shell",
+                "-c",
+                "sh",
+                "--",
+                "sh",
+                "-c",
+                "cat > /tmp/x; wc -c < /tmp/x",
+            ],
+            &stdin,
+        );
+        assert!(out.status.success(), "{transport:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "200000", "{transport:?}");
+        // A TTY, under a pseudo-terminal that `script` provides.
+        let kubectl = common::tools_bin().join("kubectl");
+        let line = format!(
+            "{} --kubeconfig {} exec -it shell -c sh -- sh -c 'tty; exit 4'",
+            kubectl.display(),
+            server.kubeconfig.display()
+        );
+        let websockets = if transport == Transport::WebSocket {
+            "true"
+        } else {
+            "false"
+        };
+        let mut script = server
+            .command("timeout")
+            .args(["120", "script", "-qec", &line, "/dev/null"])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run script");
+        // stdin stays open until the command is done, as a terminal's would.
+        let _terminal = script.stdin.take();
+        let out = script.wait_with_output().unwrap();
+        assert!(
+            text(&out.stdout).contains("/dev/pts/"),
+            "{transport:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(4), "{transport:?}");
+        // A container that is not running cannot be entered.
+        let out = stream_output(
+            &server,
+            transport,
+            &["exec", "shell", "-c", "done", "--", "true"],
+            b"",
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("container not found (\"done\")"),
+            "{transport:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A pod on no node has nowhere to exec.
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {no-such: node}
+  containers:
+  - {name: c, image: busybox:1, imagePullPolicy: IfNotPresent}
+"#,
+    );
+    let out = server.kubectl(&["exec", "nowhere", "--", "true"]);
+    assert!(
+        text(&out.stderr).contains("pod nowhere does not have a host assigned"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn kubectl_cp_copies_files_into_and_out_of_a_pod() {
+    let server = node();
+    server.create_ok(SHELL_POD);
+    wait_pod(&server, "shell", "a running sh", |p| {
+        container_status(p, "sh")["state"]["running"].is_object()
+    });
+    let local = tempfile::tempdir().unwrap();
+    let upload = local.path().join("upload");
+    std::fs::create_dir_all(upload.join("sub")).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(upload.join("big.bin"), &big).unwrap();
+    std::fs::write(upload.join("sub/note.txt"), "hello from the host\n").unwrap();
+    for transport in TRANSPORTS {
+        let remote = format!("shell:/tmp/{transport:?}");
+        let out = kubectl_over(&server, transport, Some(120))
+            .args(["cp", "-c", "sh", upload.to_str().unwrap(), &remote])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{transport:?}: {}", text(&out.stderr));
+        let note = server.kubectl_ok(&[
+            "exec",
+            "shell",
+            "-c",
+            "sh",
+            "--",
+            "cat",
+            &format!("/tmp/{transport:?}/sub/note.txt"),
+        ]);
+        assert_eq!(note, "hello from the host\n");
+        let back = local.path().join(format!("back-{transport:?}.bin"));
+        let out = kubectl_over(&server, transport, Some(120))
+            .args([
+                "cp",
+                "-c",
+                "sh",
+                &format!("{remote}/big.bin"),
+                back.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{transport:?}: {}", text(&out.stderr));
+        assert!(
+            std::fs::read(&back).unwrap() == big,
+            "{transport:?}: the copy differs"
+        );
+    }
+}
+
+#[test]
+fn kubectl_attach_joins_a_running_containers_streams() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: echoer}
+spec:
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    command: [sh, -c, 'while read line; do echo "got $line"; done']
+"#,
+    );
+    wait_pod(&server, "echoer", "a running container", |p| {
+        container_status(p, "c")["state"]["running"].is_object()
+    });
+    for transport in TRANSPORTS {
+        use std::io::Write;
+        let mut attach = kubectl_over(&server, transport, None)
+            .args(["attach", "-i", "echoer"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(attach.stdout.take().unwrap());
+        let mut stdin = attach.stdin.take().unwrap();
+        let word = format!("{transport:?}");
+        // A line sent before the attach takes hold is read by nobody: repeat until one
+        // comes back.
+        let expected = format!("got {word}");
+        let mut seen = None;
+        for _ in 0..20 {
+            writeln!(stdin, "{word}").unwrap();
+            stdin.flush().unwrap();
+            seen = wait_line(&lines, Duration::from_secs(3), |l| l == expected);
+            if seen.is_some() {
+                break;
+            }
+        }
+        let _ = attach.kill();
+        let out = attach.wait_with_output().unwrap();
+        assert!(
+            seen.is_some(),
+            "{transport:?}: no echo; {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn kubectl_port_forward_reaches_a_pods_port() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 80}]
+"#,
+    );
+    wait_pod(&server, "web", "Ready", |p| {
+        container_status(p, "nginx")["ready"] == true
+    });
+    for transport in TRANSPORTS {
+        let mut forward = kubectl_over(&server, transport, None)
+            .args(["port-forward", "-v=4", "pod/web", ":80"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(forward.stdout.take().unwrap());
+        let log = lines_of(forward.stderr.take().unwrap());
+        let line = wait_line(&lines, READY, |l| {
+            l.starts_with("Forwarding from 127.0.0.1:")
+        });
+        let Some(line) = line else {
+            let _ = forward.kill();
+            let _ = forward.wait();
+            let log: Vec<String> = log.try_iter().collect();
+            panic!(
+                "{transport:?}: port-forward never listened: {}",
+                log.join("\n")
+            );
+        };
+        let port = line
+            .trim_start_matches("Forwarding from 127.0.0.1:")
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        // Two requests: each is a connection of its own through the same session.
+        for _ in 0..2 {
+            let out = server
+                .command("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    &format!("http://127.0.0.1:{port}/"),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                text(&out.stdout).contains("Welcome to nginx!"),
+                "{transport:?}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
+        let log: Vec<String> = log.try_iter().collect();
+        if transport == Transport::WebSocket {
+            assert!(
+                log.iter().any(|l| l.contains("Negotiation complete") && l.contains("portforward.k8s.io")),
+                "the WebSocket tunnel was not used: {}",
+                log.join("\n")
+            );
+        }
+    }
 }

@@ -18,13 +18,12 @@ use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use kube::api::Api;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
-use super::{Body, Kubelet, text};
+use super::{Body, Kubelet, bound_pod, text};
 use crate::cri::v1;
 use crate::logs;
 
@@ -351,26 +350,15 @@ pub async fn serve(
             );
         }
     };
-    let pods: Api<Pod> = Api::namespaced(kubelet.client.clone(), namespace);
-    let pod = match pods.get_opt(pod_name).await {
-        Ok(Some(pod))
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                == Some(kubelet.node_name.as_str()) =>
-        {
-            pod
-        }
-        Ok(_) => {
+    let pod = match bound_pod(kubelet, namespace, pod_name).await {
+        Ok(Some(pod)) => pod,
+        Ok(None) => {
             return text(
                 StatusCode::NOT_FOUND,
                 &format!("pod {pod_name:?} does not exist"),
             );
         }
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot read pod {pod_name:?}: {e}"),
-            );
-        }
+        Err(message) => return text(StatusCode::INTERNAL_SERVER_ERROR, &message),
     };
     if !has_container(&pod, container) {
         return text(
