@@ -3,13 +3,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -38,7 +36,6 @@ use crate::watch;
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// How much of an oversized body is read and dropped before the connection is cut.
 const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type ResponseBody = BoxBody<Bytes, Infallible>;
 
@@ -59,40 +56,16 @@ pub async fn serve(
     state: Arc<State>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = listener.accept().await?;
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let identity = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(crate::tls::identity);
-            let service = hyper::service::service_fn(move |request| {
-                let state = state.clone();
-                let identity = identity.clone();
-                async move { Ok::<_, Infallible>(handle(&state, identity.as_ref(), request).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+    r8s_cluster::tls::serve_https(
+        listener,
+        acceptor,
+        "API server",
+        move |identity, request| {
+            let state = state.clone();
+            async move { handle(&state, identity.as_ref(), request).await }
+        },
+    )
+    .await
 }
 
 fn full(bytes: impl Into<Bytes>) -> ResponseBody {

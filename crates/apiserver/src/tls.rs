@@ -3,4 +3,4 @@
 //! authenticator reads them. A client without a certificate is anonymous. The configurations
 //! and the identity reading are shared with the kubelet, in `r8s_cluster::tls`.
 
-pub use r8s_cluster::tls::{Identity, identity, server_config};
+pub use r8s_cluster::tls::{Identity, server_config};

@@ -11,14 +11,12 @@ mod streaming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use r8s_cluster::tls::Identity;
@@ -26,8 +24,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::cri::Cri;
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -82,40 +78,16 @@ async fn serve(
     acceptor: TlsAcceptor,
     kubelet: Arc<Kubelet>,
 ) -> std::io::Result<()> {
-    loop {
-        let (tcp, peer) = listener.accept().await?;
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let kubelet = kubelet.clone();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "kubelet API: TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let identity = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(r8s_cluster::tls::identity);
-            let service = hyper::service::service_fn(move |request| {
-                let kubelet = kubelet.clone();
-                let identity = identity.clone();
-                async move { Ok::<_, Infallible>(handle(&kubelet, identity.as_ref(), request).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "kubelet API connection ended with an error");
-            }
-        });
-    }
+    r8s_cluster::tls::serve_https(
+        listener,
+        acceptor,
+        "kubelet API",
+        move |identity, request| {
+            let kubelet = kubelet.clone();
+            async move { handle(&kubelet, identity.as_ref(), request).await }
+        },
+    )
+    .await
 }
 
 /// A plain-text answer, as upstream's kubelet writes its errors.
