@@ -147,33 +147,27 @@ async fn volume_files(
     let mut files = Files::new();
     if let Some(cm) = &volume.config_map {
         let mode = cm.default_mode.unwrap_or(0o644) as u32;
-        match sources.config_map_data(&cm.name).await? {
-            Some(data) => project_keys(
-                &mut files,
-                &data,
-                cm.items.as_deref(),
-                mode,
-                cm.optional,
-                &cm.name,
-            )?,
-            None if cm.optional == Some(true) => {}
-            None => return Err(ConfigError(format!("configmap \"{}\" not found", cm.name))),
-        }
+        project_keys(
+            &mut files,
+            sources.config_map_data(&cm.name).await?,
+            "configmap",
+            cm.items.as_deref(),
+            mode,
+            cm.optional,
+            &cm.name,
+        )?;
     } else if let Some(secret) = &volume.secret {
         let mode = secret.default_mode.unwrap_or(0o644) as u32;
         let name = secret.secret_name.clone().unwrap_or_default();
-        match sources.secret_data(&name).await? {
-            Some(data) => project_keys(
-                &mut files,
-                &data,
-                secret.items.as_deref(),
-                mode,
-                secret.optional,
-                &name,
-            )?,
-            None if secret.optional == Some(true) => {}
-            None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
-        }
+        project_keys(
+            &mut files,
+            sources.secret_data(&name).await?,
+            "secret",
+            secret.items.as_deref(),
+            mode,
+            secret.optional,
+            &name,
+        )?;
     } else if let Some(downward) = &volume.downward_api {
         let mode = downward.default_mode.unwrap_or(0o644) as u32;
         downward_files(
@@ -187,35 +181,25 @@ async fn volume_files(
         let mode = projected.default_mode.unwrap_or(0o644) as u32;
         for source in projected.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
-                match sources.config_map_data(&cm.name).await? {
-                    Some(data) => project_keys(
-                        &mut files,
-                        &data,
-                        cm.items.as_deref(),
-                        mode,
-                        cm.optional,
-                        &cm.name,
-                    )?,
-                    None if cm.optional == Some(true) => {}
-                    None => {
-                        return Err(ConfigError(format!("configmap \"{}\" not found", cm.name)));
-                    }
-                }
+                project_keys(
+                    &mut files,
+                    sources.config_map_data(&cm.name).await?,
+                    "configmap",
+                    cm.items.as_deref(),
+                    mode,
+                    cm.optional,
+                    &cm.name,
+                )?;
             } else if let Some(secret) = &source.secret {
-                match sources.secret_data(&secret.name).await? {
-                    Some(data) => project_keys(
-                        &mut files,
-                        &data,
-                        secret.items.as_deref(),
-                        mode,
-                        secret.optional,
-                        &secret.name,
-                    )?,
-                    None if secret.optional == Some(true) => {}
-                    None => {
-                        return Err(ConfigError(format!("secret \"{}\" not found", secret.name)));
-                    }
-                }
+                project_keys(
+                    &mut files,
+                    sources.secret_data(&secret.name).await?,
+                    "secret",
+                    secret.items.as_deref(),
+                    mode,
+                    secret.optional,
+                    &secret.name,
+                )?;
             } else if let Some(downward) = &source.downward_api {
                 downward_files(
                     &mut files,
@@ -246,14 +230,23 @@ async fn volume_files(
     Ok(Some(files))
 }
 
+/// The keys of a ConfigMap or Secret (`kind`) as files; a missing object is an error unless
+/// the reference is optional.
 fn project_keys(
     files: &mut Files,
-    data: &BTreeMap<String, Vec<u8>>,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    kind: &str,
     items: Option<&[KeyToPath]>,
     mode: u32,
     optional: Option<bool>,
     name: &str,
 ) -> Result<(), ConfigError> {
+    let data = match data {
+        Some(data) => data,
+        None if optional == Some(true) => return Ok(()),
+        None => return Err(ConfigError(format!("{kind} \"{name}\" not found"))),
+    };
+    let data = &data;
     match items {
         None => {
             for (key, value) in data {
