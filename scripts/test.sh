@@ -14,6 +14,11 @@ scripts/deps.sh
 R8S_TOOLS_BIN=$(scripts/fetch-k8s-tools.sh | tail -n1)
 export R8S_TOOLS_BIN
 
+# A one-off build gains nothing from incremental state, which is gigabytes on disk.
+if [[ ${CI:-} == true ]]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! cargo nextest --version >/dev/null 2>&1; then

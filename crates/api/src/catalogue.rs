@@ -36,6 +36,8 @@ pub(crate) const GROUPS: &[(&str, &[&str])] = &[
     ("flowcontrol.apiserver.k8s.io", &["v1"]),
     ("resource.k8s.io", &["v1"]),
     ("storagemigration.k8s.io", &["v1"]),
+    // Built in, where upstream aggregates metrics-server's.
+    ("metrics.k8s.io", &["v1beta1"]),
 ];
 
 /// Core first, then the groups in [`GROUPS`] order; within a group/version, by plural.
@@ -485,4 +487,11 @@ pub(crate) static CATALOGUE: &[Resource] = &[
             CLUSTER,
         )
         .with_subresources(&[STORAGEMIGRATION_V1.status("StorageVersionMigration")]),
+    // metrics.k8s.io/v1beta1: read-only usage from the kubelets, never stored
+    METRICS_V1BETA1
+        .resource("NodeMetrics", "nodes", "nodemetrics", CLUSTER)
+        .with_verbs(GET_LIST),
+    METRICS_V1BETA1
+        .resource("PodMetrics", "pods", "podmetrics", NAMESPACED)
+        .with_verbs(GET_LIST),
 ];

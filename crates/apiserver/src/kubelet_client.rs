@@ -148,8 +148,27 @@ impl KubeletClient {
         location: &KubeletLocation,
         path_and_query: &str,
     ) -> Result<Response<Incoming>, String> {
-        let url = location.url(path_and_query);
-        let what = format!("Get {url:?}");
+        let request = Request::get(path_and_query)
+            .header(header::HOST, location.authority())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        self.send(location, request).await
+    }
+
+    /// Sends `request` (whose URI is a path and query) to the kubelet at `location`, as
+    /// [`get`](Self::get) does.
+    pub async fn send<B>(
+        &self,
+        location: &KubeletLocation,
+        request: Request<B>,
+    ) -> Result<Response<Incoming>, String>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let url = location.url(&request.uri().to_string());
+        let what = format!("{} {url:?}", method_word(request.method()));
         let fail = |why: String| format!("{what}: {why}");
         let tls = self.dial(location, &what).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -160,15 +179,19 @@ impl KubeletClient {
                 tracing::debug!(error = %e, "kubelet connection ended with an error");
             }
         });
-        let request = Request::get(path_and_query)
-            .header(header::HOST, location.authority())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(e.to_string()))?;
         sender
             .send_request(request)
             .await
             .map_err(|e| fail(e.to_string()))
     }
+}
+
+/// `Get`, `Post`…: how Go's HTTP client names a method in its errors.
+fn method_word(method: &http::Method) -> String {
+    let name = method.as_str();
+    let mut word = name[..1].to_owned();
+    word.push_str(&name[1..].to_lowercase());
+    word
 }
 
 #[cfg(test)]

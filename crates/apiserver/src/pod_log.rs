@@ -2,11 +2,8 @@
 //! the node's kubelet is asked for `/containerLogs/{ns}/{pod}/{container}` and its answer is
 //! streamed back as `text/plain`, as upstream's `LocationStreamer` does.
 
-use std::convert::Infallible;
-
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -276,23 +273,8 @@ pub async fn get(
         }
         return Err(kubelet_error(code, &String::from_utf8_lossy(&text), name));
     }
-    // Each chunk goes out as it comes, so `follow` streams; a broken kubelet connection ends
-    // the answer as upstream's copy does.
-    let chunks = futures::stream::unfold(body, |mut body| async move {
-        loop {
-            match body.frame().await? {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => return Some((Ok::<_, Infallible>(Frame::data(data)), body)),
-                    Err(_) => continue,
-                },
-                Err(e) => {
-                    tracing::debug!(error = %e, "kubelet log stream broke");
-                    return None;
-                }
-            }
-        }
-    });
-    let mut response = Response::new(StreamBody::new(chunks).boxed());
+    // Each chunk goes out as it comes, so `follow` streams.
+    let mut response = Response::new(crate::proxy::streamed(body));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -19,10 +19,12 @@ use crate::discovery;
 use crate::eviction;
 use crate::inflight::InFlight;
 use crate::kubelet_client::KubeletClient;
+use crate::metrics;
 use crate::objects::Query;
 use crate::openapi;
 use crate::pod_log;
 use crate::pod_stream;
+use crate::proxy;
 use crate::registry::{Body, Registry};
 use crate::router::{ResourcePath, Route, route};
 use crate::scale;
@@ -237,6 +239,9 @@ async fn dispatch(
             return Ok(json_response(StatusCode::OK, &doc, content_type));
         }
     }
+    if let Some(target) = proxy::Target::parse(request.uri().path()) {
+        return proxy::serve(state, &target, request).await;
+    }
     let Route::Resource(path) = route else {
         return Err(ApiError::not_found_path());
     };
@@ -265,6 +270,31 @@ async fn dispatch(
         && path.resource.plural == "pods"
     {
         return pod_stream::serve(state, &path, request, &user, stream).await;
+    }
+    if path.resource.group == metrics::GROUP {
+        if request.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(format!(
+                "{}.{} accepts only get and list (GET)",
+                path.resource.plural,
+                metrics::GROUP
+            )));
+        }
+        let query = Query::parse(request.uri().query())?;
+        let answer =
+            metrics::serve(&state.registry, &state.kubelets, &path, &query, query.watch).await?;
+        let as_table = table::wanted(&accept);
+        return Ok(if as_table {
+            let include = table::Include::parse(request.uri().query());
+            let rendered =
+                table::render(&answer, include, r8s_api::kinds::behaviour(path.resource));
+            json_response(
+                StatusCode::OK,
+                &rendered,
+                "application/json;as=Table;g=meta.k8s.io;v=v1",
+            )
+        } else {
+            json_response(StatusCode::OK, &answer, "application/json")
+        });
     }
     resource_request(state, &path, request, user).await
 }

@@ -17,7 +17,7 @@ use crate::events::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::pods::{self, Shared};
 use crate::server::{self, Kubelet, KubeletTls};
-use crate::{cni, images};
+use crate::{cni, images, stats};
 
 /// What `r8s agent` (and the agent inside `r8s server`) is told.
 #[derive(Debug, Clone)]
@@ -111,6 +111,7 @@ pub struct Agent {
     containerd: Option<Containerd>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     api: Option<tokio::task::JoinHandle<()>>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
@@ -162,12 +163,26 @@ impl Agent {
         node::register(&client, &facts, image_list().await)
             .await
             .context("cannot register the node")?;
+        let memory_capacity = capacity
+            .get("memory")
+            .and_then(|m| r8s_api::quantity::Quantity::parse(m))
+            .map_or(0, |q| q.value());
+        let stats = Arc::new(stats::Sampler::new(
+            cri.clone(),
+            &config.cgroup_root,
+            &config.node_name,
+            u64::try_from(memory_capacity).unwrap_or(0),
+            config.dir.clone(),
+        ));
+        let sampler = tokio::spawn(stats.clone().run());
         let api = match &config.tls {
             Some(tls) => {
                 let kubelet = Arc::new(Kubelet {
                     client: client.clone(),
                     cri: cri.clone(),
                     node_name: config.node_name.clone(),
+                    stats,
+                    started: std::time::SystemTime::now(),
                 });
                 let address = std::net::SocketAddr::new(config.node_ip, config.kubelet_port);
                 Some(server::start(address, tls, kubelet).await?)
@@ -183,10 +198,6 @@ impl Agent {
             &config.dir.join("cni").join("ipam"),
         )
         .context("cannot write the CNI config")?;
-        let memory_capacity = capacity
-            .get("memory")
-            .and_then(|m| r8s_api::quantity::Quantity::parse(m))
-            .map_or(0, |q| q.value());
         let shared = Arc::new(Shared {
             events: Recorder::new(client.clone(), &config.node_name),
             client,
@@ -214,6 +225,7 @@ impl Agent {
             containerd,
             task,
             api,
+            sampler,
         })
     }
 
@@ -226,6 +238,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.task.abort();
+        self.sampler.abort();
         if let Some(api) = &self.api {
             api.abort();
         }

@@ -17,6 +17,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod server;
+pub mod stats;
 pub mod volumes;
 
 pub use agent::{Agent, AgentConfig, detect_node_ip};

@@ -52,6 +52,8 @@ pub struct Kubelet {
     pub client: kube::Client,
     pub cri: Cri,
     pub node_name: String,
+    pub stats: Arc<crate::stats::Sampler>,
+    pub started: std::time::SystemTime,
 }
 
 /// Binds `address` and serves the kubelet API there until the returned task is aborted.
@@ -101,6 +103,62 @@ pub(crate) fn text(code: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A 200 answer of `content_type`.
+fn typed(content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = text(StatusCode::OK, &body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Usage is known only after the first sample, moments after the agent starts.
+fn not_sampled() -> Response<Body> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "resource usage has not been sampled yet",
+    )
+}
+
+/// `GET /metrics`: the kubelet's own gauges, from the latest sample and this process.
+fn own_metrics(kubelet: &Kubelet) -> String {
+    let (pods, containers) = kubelet.stats.latest().map_or((0, 0), |s| {
+        (
+            s.pods.len(),
+            s.pods.iter().map(|p| p.containers.len()).sum(),
+        )
+    });
+    let started = kubelet
+        .started
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let resident = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096);
+    format!(
+        "# HELP kubelet_node_name [ALPHA] The node's name. The count is always 1.\n\
+         # TYPE kubelet_node_name gauge\n\
+         kubelet_node_name{{node=\"{node}\"}} 1\n\
+         # HELP kubelet_running_pods [ALPHA] Number of pods that have a running pod sandbox\n\
+         # TYPE kubelet_running_pods gauge\n\
+         kubelet_running_pods {pods}\n\
+         # HELP kubelet_running_containers [ALPHA] Number of containers currently running\n\
+         # TYPE kubelet_running_containers gauge\n\
+         kubelet_running_containers{{container_state=\"running\"}} {containers}\n\
+         # HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+         # TYPE process_resident_memory_bytes gauge\n\
+         process_resident_memory_bytes {resident}\n\
+         # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n\
+         # TYPE process_start_time_seconds gauge\n\
+         process_start_time_seconds {started}\n",
+        node = kubelet.node_name,
+    )
+}
+
 /// A path segment with its `%xx` escapes decoded.
 fn decode(segment: &str) -> String {
     let encoded = format!("s={}", segment.replace('+', "%2B"));
@@ -132,6 +190,21 @@ async fn handle(
     let response = match (segments.as_slice(), &method) {
         (["healthz"], &Method::GET) => text(StatusCode::OK, "ok"),
         (["pods"] | ["pods", ""], &Method::GET) => pods(kubelet).await,
+        (["stats", "summary"], &Method::GET) => match kubelet.stats.latest() {
+            Some(snapshot) => typed(
+                "application/json",
+                crate::stats::summary(&snapshot).to_string(),
+            ),
+            None => not_sampled(),
+        },
+        (["metrics", "resource"], &Method::GET) => match kubelet.stats.latest() {
+            Some(snapshot) => typed(
+                PROMETHEUS_TEXT,
+                crate::stats::prometheus_resource(&snapshot),
+            ),
+            None => not_sampled(),
+        },
+        (["metrics"], &Method::GET) => typed(PROMETHEUS_TEXT, own_metrics(kubelet)),
         (["containerLogs", namespace, pod, container], &Method::GET)
             if !namespace.is_empty() && !pod.is_empty() && !container.is_empty() =>
         {
@@ -150,6 +223,9 @@ async fn handle(
         }
         (
             ["healthz"]
+            | ["stats", "summary"]
+            | ["metrics"]
+            | ["metrics", "resource"]
             | ["pods"]
             | ["pods", ""]
             | ["containerLogs", _, _, _]
@@ -194,12 +270,7 @@ async fn pods(kubelet: &Kubelet) -> Response<Body> {
                 "metadata": {},
                 "items": list.items,
             });
-            let mut response = text(StatusCode::OK, &body.to_string());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
+            typed("application/json", body.to_string())
         }
         Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,

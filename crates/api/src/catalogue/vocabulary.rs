@@ -65,6 +65,7 @@ pub(super) const NODE_V1: GroupVersion = GroupVersion::new("node.k8s.io", "v1");
 pub(super) const DISCOVERY_V1: GroupVersion = GroupVersion::new("discovery.k8s.io", "v1");
 pub(super) const FLOWCONTROL_V1: GroupVersion =
     GroupVersion::new("flowcontrol.apiserver.k8s.io", "v1");
+pub(super) const METRICS_V1BETA1: GroupVersion = GroupVersion::new("metrics.k8s.io", "v1beta1");
 pub(super) const RESOURCE_V1: GroupVersion = GroupVersion::new("resource.k8s.io", "v1");
 pub(super) const STORAGEMIGRATION_V1: GroupVersion =
     GroupVersion::new("storagemigration.k8s.io", "v1");

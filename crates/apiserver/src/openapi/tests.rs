@@ -307,7 +307,12 @@ fn v2_is_one_swagger_document_of_everything() {
 #[test]
 fn every_catalogue_kind_has_an_upstream_schema() {
     let definitions = Definitions::load();
-    for resource in r8s_api::catalogue() {
+    // The embedded definitions are kube-apiserver's; metrics.k8s.io's are metrics-server's, so
+    // its resources are served without paths in the OpenAPI documents.
+    for resource in r8s_api::catalogue()
+        .iter()
+        .filter(|r| r.group != "metrics.k8s.io")
+    {
         assert!(
             definitions
                 .of_kind(resource.group, resource.version, resource.kind)

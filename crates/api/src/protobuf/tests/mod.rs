@@ -89,7 +89,11 @@ pub(super) fn round_trip(object: Value) {
 
 #[test]
 fn every_served_kind_has_a_schema_and_custom_resources_none() {
-    for resource in crate::catalogue() {
+    // metrics.k8s.io is answered in JSON only: its .proto is not among the embedded ones.
+    for resource in crate::catalogue()
+        .iter()
+        .filter(|r| r.group != "metrics.k8s.io")
+    {
         let api_version = resource.api_version();
         assert!(
             supports(&api_version, resource.kind),

@@ -1,6 +1,6 @@
 //! Jobs, CronJobs, DaemonSets and StatefulSets on hollow nodes, driven with the real kubectl.
 
-mod common;
+use crate::common;
 
 use common::{SimNodes, TestServer};
 

@@ -3,7 +3,7 @@
 //! status allows disruptions, `kubectl drain` evicts through it, and stopped hollow nodes turn
 //! Unknown and tainted unreachable.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The `r8s` command line, run as a user runs it.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! Under overload the API server answers 429 with `Retry-After` (upstream's max-in-flight
 //! filter) instead of queueing without bound; cluster administrators are always served.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! the cluster's key, and a request bearing it is the ServiceAccount — until the token is
 //! forged, the ServiceAccount is gone, or the object it is bound to is.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::TestServer;

@@ -2,7 +2,7 @@
 //! upstream's 403 message, `kubectl auth can-i`/`whoami` answer from the authorizer, and
 //! impersonation needs its own permission.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

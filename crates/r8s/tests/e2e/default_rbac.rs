@@ -1,6 +1,6 @@
 //! The default RBAC policy upstream's kube-apiserver bootstraps, seen through the real kubectl.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! The real helm v4 against `r8s server`: a chart of a ConfigMap and a Service through its
 //! whole life, with helm 4's default server-side apply and with its client-side apply.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! The scheduler against `r8s server`, driven by the real kubectl: Node objects are created
 //! directly (no kubelets: binding needs none) and pods are placed, or not, as upstream would.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! core and events.k8s.io events are the same objects under two sets of field names, and
 //! autoscaling/v1 autoscalers are the stored autoscaling/v2 ones.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

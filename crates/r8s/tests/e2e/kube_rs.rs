@@ -1,6 +1,6 @@
 //! `r8s server` driven by kube-rs, the Rust client, as controllers and operators drive it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

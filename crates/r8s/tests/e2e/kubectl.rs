@@ -1,6 +1,6 @@
 //! `r8s server` driven by the real kubectl v1.37, as a user drives it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! its schema, printed with its columns, scaled through its scale subresource, and deleted
 //! with it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! Server-side apply and managedFields, driven by the real kubectl v1.37.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! they register Ready nodes, renew leases, run bound pods, complete `true` pods, finish
 //! graceful deletion, and stop heartbeating when stopped.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! DefaultStorageClass plugins, and the serviceaccount, root-ca-cert-publisher and
 //! resourcequota controllers they lean on.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Deleting as upstream does, driven by the real kubectl: graceful deletion of pods, the garbage
 //! collector's finalizers, and eviction through PodDisruptionBudgets (`kubectl drain`).
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! volumes, and go away cleanly. Each test runs a one-node `r8s server` in a network namespace
 //! of its own and removes everything it made.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -1251,4 +1251,215 @@ spec:
             );
         }
     }
+}
+
+/// The first `kubectl top` line for `args` that `accept` takes, waited for: usage shows up
+/// after two samples of the kubelet's (10 s apart).
+fn top_line(server: &TestServer, args: &[&str], accept: impl Fn(&[&str]) -> bool) -> String {
+    let mut last = String::new();
+    let ok = eventually(Duration::from_secs(90), || {
+        let out = server.kubectl(args);
+        last = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        out.status.success()
+            && last.lines().any(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                accept(&fields)
+            })
+    });
+    assert!(
+        ok,
+        "kubectl {args:?} never showed the usage wanted:\n{last}"
+    );
+    last
+}
+
+/// `500m` → 500, `2` → 2000: kubectl top's CPU column in millicores.
+fn millicores(text: &str) -> u64 {
+    match text.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or(0),
+        None => text.parse::<u64>().map_or(0, |cores| cores * 1000),
+    }
+}
+
+/// `12Mi` → 12.
+fn mebibytes(text: &str) -> u64 {
+    text.strip_suffix("Mi")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn kubectl_top_shows_node_and_pod_usage_from_the_kubelet() {
+    let server = node();
+    let node_name = server.node.as_ref().unwrap().node_name.clone();
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: burner, labels: {app: burn}}
+spec:
+  containers:
+  - name: spin
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    # Holds ~24 MiB in a shell variable, then spins on one core.
+    command: [sh, -c, 'x=$(head -c 25165824 /dev/zero | tr "\\0" a); while :; do :; done']
+  - name: idle
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+"#,
+    );
+    wait_pod(&server, "burner", "Running", phase_is("Running"));
+
+    // NAME CPU(cores) MEMORY(bytes): a spinning shell uses a good share of a core.
+    top_line(&server, &["top", "pod", "burner", "--no-headers"], |f| {
+        f.len() == 3 && f[0] == "burner" && millicores(f[1]) >= 100 && mebibytes(f[2]) >= 20
+    });
+    let containers = top_line(
+        &server,
+        &[
+            "top",
+            "pod",
+            "-l",
+            "app=burn",
+            "--containers",
+            "--no-headers",
+        ],
+        |f| f.len() == 4 && f[1] == "spin" && millicores(f[2]) >= 100,
+    );
+    assert!(
+        containers.lines().any(|l| l.contains("idle")),
+        "{containers}"
+    );
+    // NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%)
+    top_line(&server, &["top", "node", "--no-headers"], |f| {
+        f.len() == 5 && f[0] == node_name && millicores(f[1]) >= 100 && mebibytes(f[3]) > 0
+    });
+
+    // The API behind it, as metrics-server serves it.
+    let pod = raw_json(
+        &server,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/burner",
+    );
+    assert_eq!(pod["kind"], "PodMetrics");
+    assert_eq!(pod["metadata"]["labels"]["app"], "burn");
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["spin", "idle"]);
+    let nodes = raw_json(&server, "/apis/metrics.k8s.io/v1beta1/nodes");
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    assert_eq!(nodes["items"][0]["metadata"]["name"], node_name.as_str());
+
+    // A pod that does not exist has no metrics; the API is read-only.
+    let missing = server.kubectl(&["top", "pod", "nothing-here"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("not found"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let url = format!(
+        "{}/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/burner",
+        server.url
+    );
+    let (code, _) = server.curl(&["-X", "DELETE", &url]);
+    assert_eq!(code, 405);
+}
+
+#[test]
+fn proxy_subresources_reach_the_kubelet_a_pod_and_a_service() {
+    let server = node();
+    let node_name = server.node.as_ref().unwrap().node_name.clone();
+    let node_proxy = format!("/api/v1/nodes/{node_name}/proxy");
+
+    // The kubelet's own API, through the apiserver's kubelet client certificate.
+    assert_eq!(
+        server.kubectl_ok(&["get", "--raw", &format!("{node_proxy}/healthz")]),
+        "ok"
+    );
+    let summary = raw_json(&server, &format!("{node_proxy}/stats/summary"));
+    assert_eq!(summary["node"]["nodeName"], node_name.as_str());
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let resource = server.kubectl_ok(&["get", "--raw", &format!("{node_proxy}/metrics/resource")]);
+    assert!(
+        resource.contains("# TYPE node_cpu_usage_seconds_total counter"),
+        "{resource}"
+    );
+    let own = server.kubectl_ok(&["get", "--raw", &format!("{node_proxy}/metrics")]);
+    assert!(
+        own.contains(&format!("kubelet_node_name{{node=\"{node_name}\"}} 1")),
+        "{own}"
+    );
+    let missing = server.kubectl(&["get", "--raw", &format!("{node_proxy}/no-such-thing")]);
+    assert!(!missing.status.success());
+
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 80, name: http}]
+    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8080, targetPort: http}]
+"#,
+    );
+    wait_pod(&server, "web", "Ready", |p| {
+        container_status(p, "nginx")["ready"] == true
+    });
+    // The pod on its first declared port, and on a port named in the path.
+    for path in [
+        "/api/v1/namespaces/default/pods/web/proxy/",
+        "/api/v1/namespaces/default/pods/web:80/proxy/index.html",
+    ] {
+        let page = server.kubectl_ok(&["get", "--raw", path]);
+        assert!(page.contains("Welcome to nginx!"), "{path}: {page}");
+    }
+    // The service: one of its ready endpoints, once the endpoints controller lists the pod.
+    let through_service = eventually(READY, || {
+        let out = server.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/web:http/proxy/",
+        ]);
+        text(&out.stdout).contains("Welcome to nginx!")
+    });
+    assert!(through_service, "the service proxy never reached the pod");
+    // A pod with no IP cannot be proxied to; neither can a name that does not exist.
+    let nothing = server.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/nothing/proxy/",
+    ]);
+    assert!(
+        text(&nothing.stderr).contains("NotFound") || text(&nothing.stderr).contains("not found"),
+        "{}",
+        text(&nothing.stderr)
+    );
+}
+
+/// `kubectl get --raw PATH`, parsed.
+fn raw_json(server: &TestServer, path: &str) -> Value {
+    let out = server.kubectl_ok(&["get", "--raw", path]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
 }

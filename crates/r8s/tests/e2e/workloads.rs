@@ -2,7 +2,7 @@
 //! collector. No scheduler or kubelet runs here: pods stay Pending unless a test marks them
 //! Ready through the status subresource, as a kubelet would.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

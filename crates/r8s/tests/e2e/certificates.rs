@@ -1,7 +1,7 @@
 //! CertificateSigningRequests with the real kubectl: a request is made, then approved or denied
 //! through the `approval` subresource (`kubectl certificate approve|deny`).
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use std::process::Command;

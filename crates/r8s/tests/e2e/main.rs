@@ -1,0 +1,26 @@
+//! All of r8s's end-to-end tests in one binary: each test file linked separately cost a full
+//! debug link of r8s and its dependencies (time and gigabytes of disk per file).
+
+mod common;
+
+mod admission;
+mod batch_and_sets;
+mod certificates;
+mod cli;
+mod conversion;
+mod crds;
+mod default_rbac;
+mod deletion;
+mod helm;
+mod kube_rs;
+mod kubectl;
+mod kubelet;
+mod node_and_service_controllers;
+mod overload;
+mod rbac;
+mod scheduler;
+mod server_side_apply;
+mod serviceaccount_tokens;
+mod sim;
+mod toolchain;
+mod workloads;
