@@ -1463,3 +1463,64 @@ fn raw_json(server: &TestServer, path: &str) -> Value {
     let out = server.kubectl_ok(&["get", "--raw", path]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
 }
+
+#[test]
+fn a_horizontal_pod_autoscaler_scales_on_cpu_measured_by_the_kubelet() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burn}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: burn}}
+  template:
+    metadata: {labels: {app: burn}}
+    spec:
+      containers:
+      - name: spin
+        image: busybox:1
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, 'while :; do :; done']
+        # The limit caps the spin at 200m: 200% of the request.
+        resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
+"#,
+    );
+    server.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu=50%",
+        "--min=1",
+        "--max=2",
+    ]);
+    let mut last = Value::Null;
+    let scaled = eventually(Duration::from_secs(120), || {
+        let Ok(out) = serde_json::from_slice::<Value>(
+            &server.kubectl(&["get", "hpa", "burn", "-o", "json"]).stdout,
+        ) else {
+            return false;
+        };
+        last = out;
+        last["status"]["desiredReplicas"] == 2
+            && last["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+                .as_u64()
+                .is_some_and(|u| u > 50)
+    });
+    assert!(
+        scaled,
+        "the autoscaler never scaled up: {:#}",
+        last["status"]
+    );
+    let replicas = eventually(READY, || {
+        server.kubectl_ok(&[
+            "get",
+            "deployment",
+            "burn",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]) == "2"
+    });
+    assert!(replicas, "the deployment was not scaled to 2");
+}
