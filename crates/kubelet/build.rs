@@ -1,4 +1,5 @@
-//! Generates the CRI v1 client from `proto/cri.proto`, and builds the sandbox ("pause")
+//! Generates the CRI v1 client from `proto/cri.proto` and the gRPC health protocol (client for
+//! probes, server for their tests) from `proto/health.proto`, and builds the sandbox ("pause")
 //! program that r8s packs into its own pause image.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,11 @@ fn main() {
         .build_server(false)
         .compile_protos(&[proto.as_path()], &[proto.parent().expect("proto dir")])
         .expect("cannot compile proto/cri.proto (is protobuf-compiler installed?)");
+    let health = manifest_dir.join("proto").join("health.proto");
+    println!("cargo:rerun-if-changed={}", health.display());
+    tonic_prost_build::configure()
+        .compile_protos(&[health.as_path()], &[health.parent().expect("proto dir")])
+        .expect("cannot compile proto/health.proto");
 
     build_pause(
         &manifest_dir.join("pause").join("pause.c"),

@@ -1,5 +1,5 @@
-//! Liveness, readiness and startup probes (exec through CRI, httpGet, tcpSocket), run on the
-//! pod worker's ticks with upstream's timing and thresholds.
+//! Liveness, readiness and startup probes (exec through CRI, httpGet, tcpSocket, grpc), run on
+//! the pod worker's ticks with upstream's timing and thresholds.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -134,7 +134,73 @@ pub async fn run_handler(
             Err(_) => Outcome::Failure(format!("dial tcp {host}:{port}: i/o timeout")),
         };
     }
-    Outcome::Failure("the grpc probe is not supported by r8s's kubelet yet".into())
+    if let Some(grpc) = &probe.grpc {
+        let Ok(port) = u16::try_from(grpc.port) else {
+            return Outcome::Failure(format!("invalid port {}", grpc.port));
+        };
+        return grpc_check(pod_ip, port, grpc.service.as_deref().unwrap_or(""), timeout).await;
+    }
+    Outcome::Failure("the probe has no handler".into())
+}
+
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}
+
+/// One `grpc.health.v1.Health/Check` call over plain HTTP/2, answered as upstream's gRPC prober
+/// words its results.
+async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration) -> Outcome {
+    use health::health_check_response::ServingStatus;
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let seconds = timeout.as_secs();
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+    else {
+        return Outcome::Failure(format!("invalid address {authority:?}"));
+    };
+    let endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(_)) | Err(_) => {
+            return Outcome::Failure(format!(
+                "timeout: failed to connect service {authority:?} within {seconds}s"
+            ));
+        }
+    };
+    let mut client = health::health_client::HealthClient::new(channel);
+    let request = health::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let answer = tokio::time::timeout(timeout, client.check(request)).await;
+    match answer {
+        Err(_) => Outcome::Failure(format!(
+            "timeout: health rpc did not complete within {seconds}s"
+        )),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+            Outcome::Failure(format!(
+                "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                status.message()
+            ))
+        }
+        Ok(Err(status)) => Outcome::Failure(format!(
+            "error: health rpc probe failed: rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        )),
+        Ok(Ok(response)) => match ServingStatus::try_from(response.into_inner().status) {
+            Ok(ServingStatus::Serving) => Outcome::Success,
+            Ok(other) => Outcome::Failure(format!(
+                "service unhealthy (responded with {:?})",
+                other.as_str_name()
+            )),
+            Err(_) => {
+                Outcome::Failure("service unhealthy (responded with an unknown status)".into())
+            }
+        },
+    }
 }
 
 /// A plain HTTP/1.1 GET; only the status code matters to a probe.
@@ -235,5 +301,73 @@ impl Probes {
         self.records
             .get(&(id.to_string(), kind))
             .and_then(|r| r.result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health::health_check_response::ServingStatus;
+    use super::health::health_server::{Health, HealthServer};
+    use super::health::{HealthCheckRequest, HealthCheckResponse};
+    use super::*;
+
+    /// Serving for "", not serving for anything else.
+    struct OnlyDefault;
+
+    #[tonic::async_trait]
+    impl Health for OnlyDefault {
+        async fn check(
+            &self,
+            request: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+            let status = if request.into_inner().service.is_empty() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            Ok(tonic::Response::new(HealthCheckResponse {
+                status: status as i32,
+            }))
+        }
+    }
+
+    async fn health_server() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(OnlyDefault))
+                .serve_with_incoming(incoming),
+        );
+        port
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_ask_the_health_service() {
+        let port = health_server().await;
+        let second = Duration::from_secs(1);
+        assert!(matches!(
+            grpc_check("127.0.0.1", port, "", second).await,
+            Outcome::Success
+        ));
+        let Outcome::Failure(why) = grpc_check("127.0.0.1", port, "db", second).await else {
+            panic!("a service not serving passed");
+        };
+        assert_eq!(why, "service unhealthy (responded with \"NOT_SERVING\")");
+        // Nothing listens on the port the listener had.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let Outcome::Failure(why) = grpc_check("127.0.0.1", closed_port, "", second).await else {
+            panic!("a closed port passed");
+        };
+        assert!(
+            why.starts_with("timeout: failed to connect service"),
+            "{why}"
+        );
     }
 }
