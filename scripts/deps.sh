@@ -15,6 +15,7 @@ packages=(
   containernetworking-plugins # bridge, host-local, portmap, loopback for the pod network
   iproute2          # ip netns for test nodes
   iptables          # hostPort forwarding by the CNI portmap plugin
+  nftables          # the service proxy's rules
   docker-registry   # a local registry mirror for pull tests
   skopeo            # pushes test images into it
   curl              # tests call the API directly

@@ -13,6 +13,7 @@ mod allocator;
 mod authz;
 mod binding;
 mod bootstrap;
+mod bootstrap_token;
 mod cache;
 mod crd;
 mod deletion;
@@ -117,7 +118,10 @@ impl ApiServer {
         let authorizer = authz::Authorizer::new(&registry.cache)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?;
-        let tls = tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
+        // The CA follows the serving certificate so joining agents can find it (and check it
+        // against their pinned hash) in the handshake.
+        let chain = format!("{}\n{}", config.cert_pem.trim_end(), config.ca_pem);
+        let tls = tls::server_config(&config.ca_pem, &chain, &config.key_pem)
             .context("cannot set up TLS")?;
         let kubelet_tls = r8s_cluster::tls::client_config(
             &config.ca_pem,

@@ -379,6 +379,19 @@ impl Registry {
         admission::admit(self, &admission, &mut object).await?;
         let kind = kinds::behaviour(resource);
         kind.prepare_for_create(&mut object);
+        if kind.records_requester()
+            && let Some(user) = &query.user
+            && let Some(spec) = object["spec"].as_object_mut()
+        {
+            spec.insert("username".into(), user.name.clone().into());
+            if !user.uid.is_empty() {
+                spec.insert("uid".into(), user.uid.clone().into());
+            }
+            spec.insert("groups".into(), serde_json::json!(user.groups));
+            if !user.extra.is_empty() {
+                spec.insert("extra".into(), serde_json::json!(user.extra));
+            }
+        }
         if let Tracking::Update(subresource) = tracking {
             managed::record_update(resource, subresource, None, &mut object, &query.manager());
         }

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::authz::{self, Authorizer};
 use crate::binding;
+use crate::bootstrap_token;
 use crate::deletion::DeleteOptions;
 use crate::discovery;
 use crate::eviction;
@@ -118,13 +119,21 @@ pub async fn handle(
         serviceaccount_token::bearer_token(request.headers()),
     ) {
         (Some(identity), _) => Some(identity),
-        (None, Some(token)) => match state.tokens.authenticate(&state.registry, token).await {
-            Ok(found) => {
-                from_token = found;
-                Some(&from_token)
+        (None, Some(token)) => {
+            let authenticated = match bootstrap_token::parse(token) {
+                Some((id, secret)) => {
+                    bootstrap_token::authenticate(&state.registry, id, secret).await
+                }
+                None => state.tokens.authenticate(&state.registry, token).await,
+            };
+            match authenticated {
+                Ok(found) => {
+                    from_token = found;
+                    Some(&from_token)
+                }
+                Err(e) => return error_response(&e),
             }
-            Err(e) => return error_response(&e),
-        },
+        }
         (None, None) => None,
     };
     // Anonymous requests are counted too; they are refused (or answered for health) anyway.

@@ -10,6 +10,7 @@
 
 mod atomic_file;
 mod certs;
+mod discovery;
 mod error;
 mod kubeconfig;
 mod node_pki;
@@ -21,9 +22,12 @@ pub use certs::{
     APISERVER_COMMON_NAME, CA_COMMON_NAME, CA_VALIDITY, LEAF_VALIDITY, Pem, ServingNames,
     ca_cert_hash, issue_client_cert,
 };
+pub use discovery::discover_ca;
 pub use error::PkiError;
 pub use kubeconfig::{CLUSTER_NAME, write_kubeconfig};
-pub use node_pki::{NODES_GROUP, NodeServing, ensure_node_serving_cert};
+pub use node_pki::{
+    NODES_GROUP, NodeCsr, NodeServing, cert_not_after, ensure_node_serving_cert, node_csr,
+};
 pub use server_pki::{
     ADMIN_COMMON_NAME, ADMIN_ORGANIZATION, IssueReason, Issued, KUBELET_CLIENT_COMMON_NAME,
     RENEW_BEFORE, ServerPki, ensure_server_pki,

@@ -60,6 +60,58 @@ pub fn ensure_node_serving_cert(
 }
 
 /// The node's IPs (unspecified addresses and duplicates dropped) and its name.
+/// A new private key and a certificate signing request (both PEM) for a node's identity.
+#[derive(Clone)]
+pub struct NodeCsr {
+    pub key_pem: String,
+    pub csr_pem: String,
+}
+
+/// A key and CSR with subject CN `system:node:<node_name>` O `system:nodes`, as upstream's
+/// kubelet asks for its certificates: a client one (`serving_ips` None), or a serving one whose
+/// SANs are the node's name and `serving_ips`.
+pub fn node_csr(node_name: &str, serving_ips: Option<&[IpAddr]>) -> Result<NodeCsr, PkiError> {
+    let error = |reason: rcgen::Error| PkiError::Tls {
+        what: "the node's certificate request",
+        reason: reason.to_string(),
+    };
+    let mut params = rcgen::CertificateParams::default();
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{node_name}"),
+    );
+    subject.push(rcgen::DnType::OrganizationName, NODES_GROUP);
+    params.distinguished_name = subject;
+    if let Some(ips) = serving_ips {
+        let names = node_serving_names(node_name, ips);
+        for dns in names.dns {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName(dns.try_into().map_err(error)?));
+        }
+        params
+            .subject_alt_names
+            .extend(names.ips.into_iter().map(rcgen::SanType::IpAddress));
+    }
+    let key = rcgen::KeyPair::generate().map_err(error)?;
+    let csr = params.serialize_request(&key).map_err(error)?;
+    Ok(NodeCsr {
+        key_pem: key.serialize_pem(),
+        csr_pem: csr.pem().map_err(error)?,
+    })
+}
+
+/// When the certificate in `cert_pem` expires.
+pub fn cert_not_after(cert_pem: &str) -> Result<OffsetDateTime, PkiError> {
+    crate::certs::parse_cert(cert_pem)
+        .map(|facts| facts.not_after)
+        .map_err(|reason| PkiError::InvalidPem {
+            what: "certificate",
+            reason,
+        })
+}
+
 fn node_serving_names(node_name: &str, node_ips: &[IpAddr]) -> ServingNames {
     let mut ips = Vec::new();
     for ip in node_ips {

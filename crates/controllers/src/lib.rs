@@ -6,6 +6,7 @@
 //! upstream's kube-controller-manager. This crate must not use the store or the API server's
 //! internals; it may use `r8s_api` (the catalogue).
 
+pub mod certificates;
 pub mod clock;
 pub mod cronjob;
 pub mod daemonset;
@@ -97,6 +98,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         ("ttl-after-finished", |client, clock| {
             Box::pin(ttl_after_finished::run(client, clock))
         }),
+        ("csrapproving", |client, clock| {
+            Box::pin(certificates::approving::run(client, clock))
+        }),
     ]
 }
 
@@ -110,6 +114,9 @@ pub struct Options {
     pub node_monitor_grace_period: Option<Duration>,
     /// Pod CIDRs for Nodes (upstream's `--allocate-node-cidrs`); none: Nodes bring their own.
     pub node_ipam: Option<node_ipam::Ranges>,
+    /// The CA csrsigning issues certificates with; none: csrsigning does not run (upstream
+    /// starts it only when its signing files are configured).
+    pub cluster_signing: Option<certificates::SigningCa>,
 }
 
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
@@ -138,6 +145,16 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         let ipam_client = client.clone();
         tasks.push(supervise("nodeipam", move || {
             Box::pin(node_ipam::run(ipam_client.clone(), ranges))
+        }));
+    }
+    if let Some(ca) = options.cluster_signing.clone() {
+        let (signing_client, signing_clock) = (client.clone(), clock.clone());
+        tasks.push(supervise("csrsigning", move || {
+            Box::pin(certificates::signing::run(
+                signing_client.clone(),
+                ca.clone(),
+                signing_clock.clone(),
+            ))
         }));
     }
     tasks.push(supervise("root-ca-cert-publisher", move || {

@@ -17,7 +17,7 @@ use crate::events::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::pods::{self, Shared};
 use crate::server::{self, Kubelet, KubeletTls};
-use crate::{cni, images, stats};
+use crate::{cni, images, routes, stats};
 
 /// What `r8s agent` (and the agent inside `r8s server`) is told.
 #[derive(Debug, Clone)]
@@ -36,10 +36,25 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     pub max_pods: u32,
     pub kubelet_port: u16,
-    /// The kubelet API's certificates; without them the kubelet API is not served.
-    pub tls: Option<KubeletTls>,
+    /// How the kubelet API gets its certificate; without one it is not served.
+    pub tls: Option<ServingTls>,
     /// The cgroup (in every hierarchy) that holds this node's pods.
     pub cgroup_root: String,
+    /// The cluster's pod range: unreachable beneath the routes to each node's pods, and the
+    /// service proxy masquerades traffic to services from outside it.
+    pub cluster_cidr: String,
+    /// The service range: unreachable except where the service proxy claims an address.
+    pub service_cidr: String,
+}
+
+/// Where the kubelet API's serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum ServingTls {
+    /// Given (the agent of `r8s server` has the CA at hand).
+    Given(KubeletTls),
+    /// Asked of the `kubelet-serving` signer once the Node is registered (a joined node);
+    /// clients are verified against this CA (PEM).
+    Requested { client_ca_pem: String },
 }
 
 impl AgentConfig {
@@ -59,6 +74,8 @@ impl AgentConfig {
             max_pods: 110,
             kubelet_port: 10250,
             tls: None,
+            cluster_cidr: "10.244.0.0/16".into(),
+            service_cidr: "10.96.0.0/12".into(),
         }
     }
 
@@ -111,7 +128,8 @@ pub struct Agent {
     containerd: Option<Containerd>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     api: Option<tokio::task::JoinHandle<()>>,
-    sampler: tokio::task::JoinHandle<()>,
+    /// Tasks that live as long as the agent: usage sampling, pod routes.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -175,7 +193,26 @@ impl Agent {
             config.dir.clone(),
         ));
         let sampler = tokio::spawn(stats.clone().run());
-        let api = match &config.tls {
+        let tls = match &config.tls {
+            Some(ServingTls::Given(tls)) => Some(tls.clone()),
+            Some(ServingTls::Requested { client_ca_pem }) => {
+                let pem = crate::csr::serving_certificate(
+                    &client,
+                    &config.dir.join("tls"),
+                    &config.node_name,
+                    config.node_ip,
+                )
+                .await
+                .context("cannot get the kubelet API's serving certificate")?;
+                Some(KubeletTls {
+                    cert_pem: pem.cert,
+                    key_pem: pem.key,
+                    client_ca_pem: client_ca_pem.clone(),
+                })
+            }
+            None => None,
+        };
+        let api = match &tls {
             Some(tls) => {
                 let kubelet = Arc::new(Kubelet {
                     client: client.clone(),
@@ -191,6 +228,24 @@ impl Agent {
         };
         let heartbeat = tokio::spawn(node::heartbeat(client.clone(), facts.clone(), image_list));
         let pod_cidr = node::wait_for_pod_cidr(&client, &config.node_name).await?;
+        let routes = tokio::spawn(routes::run(
+            client.clone(),
+            config.node_name.clone(),
+            vec![config.cluster_cidr.clone(), config.service_cidr.clone()],
+        ));
+        // Pods on one bridge reach each other's services: bridged traffic must pass the
+        // service rules (br_netfilter), as kube-proxy requires.
+        let bridged = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+        if bridged.exists()
+            && let Err(e) = std::fs::write(bridged, "1")
+        {
+            tracing::warn!("cannot make bridged traffic pass the service rules: {e}");
+        }
+        let proxy = tokio::spawn(r8s_network::run(
+            client.clone(),
+            config.node_name.clone(),
+            config.cluster_cidr.clone(),
+        ));
         cni::write(
             &config.dir.join("cni").join("net.d"),
             cni::BRIDGE,
@@ -225,7 +280,7 @@ impl Agent {
             containerd,
             task,
             api,
-            sampler,
+            background: vec![sampler, routes, proxy],
         })
     }
 
@@ -238,7 +293,9 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.task.abort();
-        self.sampler.abort();
+        for task in &self.background {
+            task.abort();
+        }
         if let Some(api) = &self.api {
             api.abort();
         }

@@ -10,17 +10,19 @@ pub mod cleanup;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod csr;
 pub mod events;
 pub mod images;
 pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod volumes;
 
-pub use agent::{Agent, AgentConfig, detect_node_ip};
+pub use agent::{Agent, AgentConfig, ServingTls, detect_node_ip};
 pub use server::KubeletTls;
 
 /// The field manager of the kubelet's writes, as upstream's kubelet names itself.

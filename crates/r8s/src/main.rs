@@ -6,6 +6,7 @@ mod bench;
 mod images;
 mod server;
 mod sim;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,11 @@ struct Cli {
 enum Command {
     /// Start a control plane (like `kubeadm init`).
     Server(server::ServerArgs),
+    /// Join this machine to a cluster as a node (like `kubeadm join`).
+    Agent(agent::AgentArgs),
+    /// Bootstrap tokens that let nodes join (like `kubeadm token`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Container images on this node.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -57,6 +63,8 @@ fn main() -> std::process::ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Images(command) => images::run(command).await,
             Command::Sim(command) => sim::run(command).await,
+            Command::Token(command) => token::run(command).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     match result {

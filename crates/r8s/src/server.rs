@@ -56,7 +56,7 @@ pub struct ServerArgs {
     agent: crate::agent::NodeArgs,
 }
 
-fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
     let nanos = r8s_api::protobuf::parse_duration(text)?;
     u64::try_from(nanos)
         .map(std::time::Duration::from_nanos)
@@ -135,7 +135,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     drop(out);
     let controllers = tokio::spawn(run_controllers(
         kubeconfig.clone(),
-        pki.ca.cert.clone(),
+        pki.ca.clone(),
         args.node_monitor_grace_period,
         cluster_cidr,
     ));
@@ -144,7 +144,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = crate::agent::admin_client(&kubeconfig).await?;
-        Some(crate::agent::start(client, &args.data_dir, &pki.ca, &args.agent).await?)
+        let ranges = (args.cluster_cidr.clone(), args.service_cidr.clone());
+        Some(crate::agent::start(client, &args.data_dir, &pki.ca, &args.agent, ranges).await?)
     };
     let agent_done = async {
         match agent.as_mut() {
@@ -167,7 +168,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 /// The controller manager, a client of the API server like any other.
 async fn run_controllers(
     kubeconfig: PathBuf,
-    root_ca_pem: String,
+    ca: r8s_cluster::Pem,
     node_monitor_grace_period: std::time::Duration,
     cluster_cidr: (Ipv4Addr, u8),
 ) -> anyhow::Result<()> {
@@ -180,7 +181,12 @@ async fn run_controllers(
     .context("cannot read the admin kubeconfig for the controller manager")?;
     let client = kube::Client::try_from(config)?;
     let options = r8s_controllers::Options {
-        root_ca_pem,
+        cluster_signing: Some(r8s_controllers::certificates::SigningCa {
+            cert_pem: ca.cert.clone(),
+            key_pem: ca.key,
+            duration: r8s_controllers::certificates::DEFAULT_SIGNING_DURATION,
+        }),
+        root_ca_pem: ca.cert,
         node_monitor_grace_period: Some(node_monitor_grace_period),
         node_ipam: Some(r8s_controllers::node_ipam::Ranges {
             cluster: cluster_cidr,

@@ -51,6 +51,10 @@ impl Kind for CertificateSigningRequests {
         }
     }
 
+    fn records_requester(&self) -> bool {
+        true
+    }
+
     // The request is fixed once made; updates of the main resource change only metadata.
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         new["spec"] = old["spec"].clone();

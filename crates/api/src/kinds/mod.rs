@@ -89,6 +89,13 @@ pub trait Kind: Sync {
     /// Server-set fields and defaults of a new object (name and namespace are already set).
     fn prepare_for_create(&self, _object: &mut Value) {}
 
+    /// Whether a created object records who created it in `spec.username`, `uid`, `groups`
+    /// and `extra` (CertificateSigningRequests), which the server fills from the request's
+    /// authentication after `prepare_for_create` has dropped any claimed values.
+    fn records_requester(&self) -> bool {
+        false
+    }
+
     /// Server-kept fields when `new` replaces `old`.
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
 

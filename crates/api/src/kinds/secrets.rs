@@ -33,10 +33,12 @@ impl Kind for Secrets {
     fn prepare_for_create(&self, object: &mut Value) {
         drop_generation(object);
         set_default(object, "type", json!("Opaque"));
+        merge_string_data(object);
     }
 
     fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
         set_default(new, "type", json!("Opaque"));
+        merge_string_data(new);
     }
 
     fn columns(&self) -> Option<&'static [Column]> {
@@ -45,6 +47,23 @@ impl Kind for Secrets {
 
     fn cells(&self, object: &Value) -> Vec<Value> {
         row(object, OffsetDateTime::now_utc())
+    }
+}
+
+/// `stringData` is write-only: its keys go into `data` (base64), over keys of the same name,
+/// and it is never stored, as upstream's conversion does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
     }
 }
 
@@ -63,6 +82,20 @@ mod tests {
     use super::*;
     use crate::kinds::printing::at;
     use serde_json::json;
+
+    #[test]
+    fn string_data_is_written_into_data_and_not_kept() {
+        let mut secret = json!({
+            "data": { "a": "b2xk", "keep": "eA==" },
+            "stringData": { "a": "new", "b": "two" },
+        });
+        Secrets.prepare_for_create(&mut secret);
+        assert_eq!(
+            secret["data"],
+            json!({ "a": "bmV3", "keep": "eA==", "b": "dHdv" })
+        );
+        assert!(secret.get("stringData").is_none());
+    }
 
     #[test]
     fn secrets_are_opaque_and_have_no_generation() {

@@ -6,6 +6,7 @@
 
 mod default_storage_class;
 mod limit_ranger;
+mod node_restriction;
 mod resource_quota;
 mod service_account;
 
@@ -85,6 +86,7 @@ pub async fn admit(
     object: &mut Value,
 ) -> Result<(), ApiError> {
     let admitted = async {
+        node_restriction::admit(attributes, object)?;
         service_account::admit(registry, attributes, object).await?;
         limit_ranger::admit(registry, attributes, object).await?;
         default_storage_class::admit(registry, attributes, object).await

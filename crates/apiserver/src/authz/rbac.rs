@@ -309,3 +309,12 @@ impl Policy {
 #[cfg(test)]
 #[path = "rbac_tests.rs"]
 mod tests;
+
+impl Policy {
+    /// Whether the ClusterRole `name` (as the caches hold it now) allows `request`.
+    pub fn cluster_role_allows(&self, name: &str, request: &Attributes) -> bool {
+        self.cluster_roles
+            .get(name)
+            .is_some_and(|rules| rules.iter().any(|rule| rule.allows(request)))
+    }
+}

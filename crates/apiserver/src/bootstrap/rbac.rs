@@ -50,7 +50,10 @@ pub async fn ensure(registry: &Registry) -> anyhow::Result<()> {
         }
     }
     let mut writes: HashMap<Kind, Vec<(PolicyObject, Action)>> = HashMap::new();
-    for object in rbac_policy::objects() {
+    for object in rbac_policy::objects()
+        .into_iter()
+        .chain(rbac_policy::kubeadm_objects())
+    {
         let key = (
             object.kind,
             object.namespace.map(str::to_owned),

@@ -1524,3 +1524,95 @@ spec:
     });
     assert!(replicas, "the deployment was not scaled to 2");
 }
+
+#[test]
+fn services_route_cluster_ips_and_node_ports_to_ready_endpoints() {
+    let server = node();
+    server.create_ok(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:latest
+        imagePullPolicy: IfNotPresent
+        ports: [{containerPort: 80, name: http}]
+        readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 8080, targetPort: http, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+"#,
+    );
+    let web_ip = server.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let nobody_ip =
+        server.kubectl_ok(&["get", "svc", "nobody", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ready = eventually(READY, || {
+        server.kubectl_ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "2"
+    });
+    assert!(ready, "the web deployment never became ready");
+    // A pod reaches the service by ClusterIP and by name through its environment.
+    server.create_ok(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'for i in 1 2 3 4 5 6; do wget -q -O - http://{web_ip}:8080/ | grep -q Welcome && echo reached; done; wget -q -O - http://{nobody_ip}/ 2>&1; echo "nobody: $?"']
+"#
+    ));
+    wait_pod(&server, "client", "Succeeded", phase_is("Succeeded"));
+    let logs = server.kubectl_ok(&["logs", "client"]);
+    assert_eq!(
+        logs.lines().filter(|l| *l == "reached").count(),
+        6,
+        "{logs}"
+    );
+    // No endpoints: refused at once, not hung or sent elsewhere.
+    assert!(logs.contains("nobody: 1"), "{logs}");
+    // The node port answers on the node's address.
+    let out = server
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://{}:30080/", common::node::NODE_IP),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -12,6 +12,7 @@ mod crds;
 mod default_rbac;
 mod deletion;
 mod helm;
+mod join;
 mod kube_rs;
 mod kubectl;
 mod kubelet;

@@ -6,6 +6,7 @@
 mod bindings;
 mod cluster_roles;
 mod controller_roles;
+pub mod kubeadm;
 
 use serde_json::{Map, Value, json};
 
@@ -233,15 +234,12 @@ pub fn objects() -> Vec<PolicyObject> {
     for NamespacedRole { namespace, role } in NAMESPACED_ROLES {
         out.push(role_object(Kind::Role, Some(namespace), role.name, role));
     }
-    for binding in CLUSTER_ROLE_BINDINGS.iter().chain(ROLE_BINDINGS) {
-        let subjects: Vec<Value> = binding.subjects.iter().map(|s| subject(*s)).collect();
-        out.push(binding_object(
-            binding.namespace,
-            binding.name,
-            binding.role,
-            subjects,
-        ));
-    }
+    out.extend(
+        CLUSTER_ROLE_BINDINGS
+            .iter()
+            .chain(ROLE_BINDINGS)
+            .map(binding_of),
+    );
     for controller in CONTROLLER_ROLES {
         let name = format!("{CONTROLLER_PREFIX}{}", controller.controller);
         let sa = subject(Subject::ServiceAccount(
@@ -251,6 +249,21 @@ pub fn objects() -> Vec<PolicyObject> {
         out.push(binding_object(None, &name, &name, vec![sa]));
     }
     out
+}
+
+/// [`kubeadm`]'s additions, kept apart from upstream's own defaults.
+pub fn kubeadm_objects() -> Vec<PolicyObject> {
+    let mut out: Vec<PolicyObject> = kubeadm::CLUSTER_ROLES
+        .iter()
+        .map(|role| role_object(Kind::ClusterRole, None, role.name, role))
+        .collect();
+    out.extend(kubeadm::CLUSTER_ROLE_BINDINGS.iter().map(binding_of));
+    out
+}
+
+fn binding_of(binding: &Binding) -> PolicyObject {
+    let subjects: Vec<Value> = binding.subjects.iter().map(|s| subject(*s)).collect();
+    binding_object(binding.namespace, binding.name, binding.role, subjects)
 }
 
 fn metadata(namespace: Option<&str>, name: &str, labels: &[&str]) -> Value {

@@ -70,10 +70,23 @@ impl TestServer {
     }
 
     pub fn start_node_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
-        let net = node::NodeNet::create();
+        Self::start_node_net(data_dir, node::NodeNet::create(), extra_args)
+    }
+
+    /// `r8s server` with its agent on `switch` at `ip`, serving the API there for other nodes.
+    pub fn start_node_on(switch: &node::Switch, ip: &str) -> Self {
+        let net = node::NodeNet::on_switch(switch, ip);
+        Self::start_node_net(tempfile::tempdir().unwrap(), net, &[])
+    }
+
+    fn start_node_net(
+        data_dir: tempfile::TempDir,
+        net: node::NodeNet,
+        extra_args: &[&str],
+    ) -> Self {
         let images = data_dir.path().join("agent/images");
         node::test_images(&images);
-        let mut args = vec!["--node-name", &net.node_name, "--node-ip", node::NODE_IP];
+        let mut args = vec!["--node-name", &net.node_name, "--node-ip", &net.ip];
         args.extend_from_slice(extra_args);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -102,14 +115,12 @@ impl TestServer {
     }
 
     fn spawn(data_dir: &Path, extra_args: &[&str], net: Option<&node::NodeNet>) -> (Child, String) {
+        // A node on a switch serves the API on its address, for the other nodes.
+        let bind = net
+            .filter(|n| n.switched)
+            .map_or("127.0.0.1", |n| n.ip.as_str());
         let mut child = node::command_in(net, R8S)
-            .args([
-                "server",
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                "0",
-            ])
+            .args(["server", "--bind-address", bind, "--https-listen-port", "0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra_args)
@@ -149,7 +160,7 @@ impl TestServer {
             "--node-name".to_string(),
             net.node_name.clone(),
             "--node-ip".into(),
-            node::NODE_IP.into(),
+            net.ip.clone(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (child, url) = Self::spawn(self.data_dir.path(), &args, self.node.as_ref());

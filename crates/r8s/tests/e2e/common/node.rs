@@ -14,6 +14,41 @@ pub const NODE_IP: &str = "10.200.0.1";
 pub struct NodeNet {
     pub netns: String,
     pub node_name: String,
+    /// The node's address: [`NODE_IP`] on `lo`, or its own on a [`Switch`].
+    pub ip: String,
+    /// Whether the node is on a switch (then other nodes reach its address).
+    pub switched: bool,
+}
+
+/// A bridge in a network namespace of its own that nodes' veths plug into: a test network
+/// between node namespaces with no way out of the machine.
+pub struct Switch {
+    pub netns: String,
+}
+
+fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    format!("{}-{n}", std::process::id())
+}
+
+impl Switch {
+    pub fn create() -> Self {
+        let netns = format!("r8s-test-{}-sw", unique_id());
+        run(&["ip", "netns", "add", &netns]);
+        run(&["ip", "-n", &netns, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &netns, "link", "set", "br0", "up"]);
+        Self { netns }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        // The veths' switch ends go with it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
 }
 
 /// `program` inside `net`'s network namespace (or as is without one).
@@ -59,10 +94,60 @@ pub fn test_images(dir: &Path) {
 }
 
 impl NodeNet {
+    /// A node on a switch at `ip` (a /24 of the switch's network).
+    pub fn on_switch(switch: &Switch, ip: &str) -> Self {
+        let id = unique_id();
+        let netns = format!("r8s-test-{id}");
+        let (inside, outside) = (format!("v{id}"), format!("p{id}"));
+        run(&["ip", "netns", "add", &netns]);
+        run(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &netns,
+            "link",
+            "add",
+            &inside,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outside,
+            "netns",
+            &switch.netns,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &switch.netns,
+            "link",
+            "set",
+            &outside,
+            "master",
+            "br0",
+            "up",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            &inside,
+        ]);
+        run(&["ip", "-n", &netns, "link", "set", &inside, "up"]);
+        Self {
+            netns,
+            node_name: format!("node-{id}"),
+            ip: ip.to_owned(),
+            switched: true,
+        }
+    }
+
     pub fn create() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}-{n}", std::process::id());
+        let id = unique_id();
         let netns = format!("r8s-test-{id}");
         run(&["ip", "netns", "add", &netns]);
         run(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
@@ -79,6 +164,8 @@ impl NodeNet {
         Self {
             netns,
             node_name: format!("node-{id}"),
+            ip: NODE_IP.to_owned(),
+            switched: false,
         }
     }
 
@@ -96,6 +183,60 @@ impl NodeNet {
             } else {
                 panic!("node {} left {left:?}", self.node_name);
             }
+        }
+    }
+}
+
+/// An `r8s agent` joined to a server from a network namespace of its own on a switch; stopped
+/// and cleaned up on drop.
+pub struct JoinedAgent {
+    child: std::process::Child,
+    pub data_dir: tempfile::TempDir,
+    net: Option<NodeNet>,
+}
+
+impl JoinedAgent {
+    /// `r8s agent` on `switch` at `ip` with `join` (the flags after `r8s agent`).
+    pub fn command(net: &NodeNet, data_dir: &Path, join: &[&str]) -> Command {
+        let mut command = command_in(Some(net), super::R8S);
+        command
+            .arg("agent")
+            .args(join)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--node-name", &net.node_name, "--node-ip", &net.ip]);
+        command
+    }
+
+    pub fn start(switch: &Switch, ip: &str, join: &[&str]) -> Self {
+        let net = NodeNet::on_switch(switch, ip);
+        let data_dir = tempfile::tempdir().unwrap();
+        test_images(&data_dir.path().join("agent/images"));
+        let child = Self::command(&net, data_dir.path(), join)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start r8s agent");
+        Self {
+            child,
+            data_dir,
+            net: Some(net),
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.net.as_ref().unwrap().node_name
+    }
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        if let Some(net) = self.net.take() {
+            net.teardown(self.data_dir.path());
         }
     }
 }
