@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub cluster_cidr: String,
     /// The service range: unreachable except where the service proxy claims an address.
     pub service_cidr: String,
+    /// Where the node's cluster DNS server forwards names outside the cluster domain; `None`:
+    /// the nameservers of the host's resolv.conf.
+    pub dns_upstream: Option<Vec<std::net::SocketAddr>>,
 }
 
 /// Where the kubelet API's serving certificate comes from.
@@ -76,6 +79,7 @@ impl AgentConfig {
             tls: None,
             cluster_cidr: "10.244.0.0/16".into(),
             service_cidr: "10.96.0.0/12".into(),
+            dns_upstream: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl Agent {
             config.node_name.clone(),
             config.cluster_cidr.clone(),
         ));
+        let dns = tokio::spawn(cluster_dns(client.clone(), config.clone()));
         cni::write(
             &config.dir.join("cni").join("net.d"),
             cni::BRIDGE,
@@ -280,7 +285,7 @@ impl Agent {
             containerd,
             task,
             api,
-            background: vec![sampler, routes, proxy],
+            background: vec![sampler, routes, proxy, dns],
         })
     }
 
@@ -303,6 +308,60 @@ impl Drop for Agent {
             containerd.stop();
         }
     }
+}
+
+/// The node's own cluster DNS server, answering on the cluster DNS addresses, which are put
+/// on `lo` (as NodeLocal DNSCache puts its address on a local interface): pods reach it by
+/// the kube-dns Service address without any proxying, on every node.
+async fn cluster_dns(client: Client, config: AgentConfig) {
+    let mut listen = Vec::new();
+    for address in &config.cluster_dns {
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            tracing::warn!("the cluster DNS address {address:?} is not an IP address");
+            continue;
+        };
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let added = std::process::Command::new("ip")
+            .args(["addr", "replace", &format!("{ip}/{prefix}"), "dev", "lo"])
+            .output();
+        match added {
+            Ok(out) if out.status.success() => listen.push(std::net::SocketAddr::new(ip, 53)),
+            Ok(out) => tracing::warn!(
+                "cannot put the cluster DNS address {ip} on lo: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => tracing::warn!("cannot run ip: {e}"),
+        }
+    }
+    if listen.is_empty() {
+        return;
+    }
+    let upstream = config.dns_upstream.clone().unwrap_or_else(|| {
+        resolv_conf_nameservers(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            &listen,
+        )
+    });
+    let dns = r8s_dns::DnsConfig {
+        listen,
+        cluster_domain: config.cluster_domain.clone(),
+        upstream,
+        ..Default::default()
+    };
+    if let Err(e) = r8s_dns::serve(client, dns).await {
+        tracing::error!("the cluster DNS server stopped: {e:#}");
+    }
+}
+
+/// The resolvers a resolv.conf names, less loopback ones and the cluster DNS itself (either
+/// would send queries back to this server).
+fn resolv_conf_nameservers(text: &str, own: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback() && !own.iter().any(|o| o.ip() == *ip))
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect()
 }
 
 async fn node_images(cri: &Cri) -> serde_json::Value {

@@ -36,6 +36,23 @@ pub struct NodeArgs {
     /// The kubelet's pod limit.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// Where the node's cluster DNS forwards other names: IP[:PORT] (repeatable), or `none`
+    /// to answer only the cluster domain (default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-forward", value_parser = parse_dns_forward)]
+    dns_forward: Vec<Option<std::net::SocketAddr>>,
+}
+
+fn parse_dns_forward(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map(Some)
+        .map_err(|_| format!("{text:?} is not IP[:PORT] or none"))
 }
 
 fn hostname() -> String {
@@ -58,6 +75,10 @@ pub async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
 }
 
 impl NodeArgs {
+    pub fn cluster_dns(&self) -> IpAddr {
+        self.cluster_dns
+    }
+
     fn name(&self) -> String {
         self.node_name.clone().unwrap_or_else(hostname)
     }
@@ -87,6 +108,9 @@ impl NodeArgs {
         config.cni_bin_dir = self.cni_bin_dir.clone();
         config.max_pods = self.max_pods;
         (config.cluster_cidr, config.service_cidr) = ranges;
+        if !self.dns_forward.is_empty() {
+            config.dns_upstream = Some(self.dns_forward.iter().flatten().copied().collect());
+        }
         Ok(config)
     }
 }

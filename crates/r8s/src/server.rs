@@ -140,12 +140,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_cidr,
     ));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
+    let admin = crate::agent::admin_client(&kubeconfig).await?;
+    ensure_kube_dns(&admin, args.agent.cluster_dns()).await?;
     let mut agent = if args.disable_agent {
         None
     } else {
-        let client = crate::agent::admin_client(&kubeconfig).await?;
         let ranges = (args.cluster_cidr.clone(), args.service_cidr.clone());
-        Some(crate::agent::start(client, &args.data_dir, &pki.ca, &args.agent, ranges).await?)
+        Some(crate::agent::start(admin, &args.data_dir, &pki.ca, &args.agent, ranges).await?)
     };
     let agent_done = async {
         match agent.as_mut() {
@@ -207,4 +208,29 @@ async fn run_scheduler(kubeconfig: PathBuf) -> anyhow::Result<()> {
     .context("cannot read the admin kubeconfig for the scheduler")?;
     let client = kube::Client::try_from(config)?;
     r8s_scheduler::run(client).await
+}
+
+/// The `kube-system/kube-dns` Service at the cluster DNS address, as kubeadm's DNS addon makes
+/// it: pods find it in their resolv.conf, and every node's agent answers on that address.
+async fn ensure_kube_dns(client: &kube::Client, ip: IpAddr) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "kube-system");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "kube-dns",
+            "labels": { "k8s-app": "kube-dns", "kubernetes.io/name": "r8s-dns" },
+        },
+        "spec": {
+            "clusterIP": ip.to_string(),
+            "ports": [
+                { "name": "dns", "port": 53, "protocol": "UDP" },
+                { "name": "dns-tcp", "port": 53, "protocol": "TCP" },
+            ],
+        },
+    }))?;
+    match services.create(&Default::default(), &service).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e).context("cannot create the kube-system/kube-dns Service"),
+    }
 }

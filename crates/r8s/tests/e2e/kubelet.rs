@@ -1599,6 +1599,31 @@ spec:
     );
     // No endpoints: refused at once, not hung or sent elsewhere.
     assert!(logs.contains("nobody: 1"), "{logs}");
+    // The node's cluster DNS answers for services and pods (and nothing else: no forwarding
+    // in tests).
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: resolver}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'nslookup web.default.svc.cluster.local; nslookup 10-244-0-9.default.pod.cluster.local; nslookup nothing.default.svc.cluster.local; echo "nothing: $?"']
+"#,
+    );
+    wait_pod(&server, "resolver", "Succeeded", phase_is("Succeeded"));
+    let answers = server.kubectl_ok(&["logs", "resolver"]);
+    assert!(answers.contains(&format!("Address: {web_ip}")), "{answers}");
+    assert!(answers.contains("Address: 10.244.0.9"), "{answers}");
+    assert!(answers.contains("NXDOMAIN"), "{answers}");
+    assert!(answers.contains("nothing: 1"), "{answers}");
+    let dns = server.get_json(&["service", "kube-dns", "-n", "kube-system"]);
+    assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10");
+
     // The node port answers on the node's address.
     let out = server
         .command("curl")

@@ -86,7 +86,15 @@ impl TestServer {
     ) -> Self {
         let images = data_dir.path().join("agent/images");
         node::test_images(&images);
-        let mut args = vec!["--node-name", &net.node_name, "--node-ip", &net.ip];
+        // Cluster DNS in tests never forwards to the host's resolvers.
+        let mut args = vec![
+            "--node-name",
+            &net.node_name,
+            "--node-ip",
+            &net.ip,
+            "--dns-forward",
+            "none",
+        ];
         args.extend_from_slice(extra_args);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -161,6 +169,8 @@ impl TestServer {
             net.node_name.clone(),
             "--node-ip".into(),
             net.ip.clone(),
+            "--dns-forward".into(),
+            "none".into(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (child, url) = Self::spawn(self.data_dir.path(), &args, self.node.as_ref());

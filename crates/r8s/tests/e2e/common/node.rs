@@ -204,7 +204,8 @@ impl JoinedAgent {
             .args(join)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--node-name", &net.node_name, "--node-ip", &net.ip]);
+            .args(["--node-name", &net.node_name, "--node-ip", &net.ip])
+            .args(["--dns-forward", "none"]);
         command
     }
 
