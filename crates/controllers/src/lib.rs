@@ -29,6 +29,7 @@ pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod selector;
 pub mod service_endpoints;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod taint_eviction;
@@ -100,6 +101,9 @@ fn controllers() -> Vec<(&'static str, Run)> {
         }),
         ("csrapproving", |client, clock| {
             Box::pin(certificates::approving::run(client, clock))
+        }),
+        ("service-lb-controller", |client, clock| {
+            Box::pin(service_lb::run(client, clock))
         }),
     ]
 }

@@ -1556,6 +1556,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 8081, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody}
 spec:
   selector: {app: nobody}
@@ -1623,6 +1631,33 @@ spec:
     assert!(answers.contains("nothing: 1"), "{answers}");
     let dns = server.get_json(&["service", "kube-dns", "-n", "kube-system"]);
     assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10");
+
+    // The built-in load balancer gives the node's address, where the service answers.
+    let lb = eventually(READY, || {
+        server.kubectl_ok(&[
+            "get",
+            "svc",
+            "web-lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]) == common::node::NODE_IP
+    });
+    assert!(lb, "the LoadBalancer Service never got the node's address");
+    let out = server
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://{}:8081/", common::node::NODE_IP),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The node port answers on the node's address.
     let out = server
