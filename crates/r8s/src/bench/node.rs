@@ -1,6 +1,7 @@
-//! A node for benchmarks: `r8s server` with its agent in a network namespace of its own (its
-//! pod bridge, pod addresses and hostPorts touch nothing outside), entered with `nsenter --net`
-//! so runc keeps seeing the host's mounts and cgroups. Dropping it stops the server and removes
+//! A node for benchmarks: `r8s server --disable-agent` and an `r8s agent` joined to it with a
+//! bootstrap token (two processes, so each one's memory is measured alone), in a network
+//! namespace of their own (the pod bridge, pod addresses and hostPorts touch nothing outside),
+//! entered with `nsenter --net` so runc keeps seeing the host's mounts and cgroups. Dropping it stops the server and removes
 //! everything the node made, even what its agent could not: containers, shims, mounts, pod
 //! network namespaces, cgroups and the namespace. This is the end-to-end tests' teardown
 //! (`tests/common/node.rs`), which the binary cannot share.
@@ -23,6 +24,9 @@ pub struct NetnsNode {
     /// `data/` is the server's data dir, `server.log` its stderr; `scratch/` is the caller's.
     root: tempfile::TempDir,
     server: Option<Child>,
+    /// Where the API server listens, as it printed it.
+    server_address: String,
+    agent: Option<Child>,
     netns_made: bool,
 }
 
@@ -39,6 +43,8 @@ impl NetnsNode {
                 .tempdir()
                 .context("cannot make a temporary directory")?,
             server: None,
+            server_address: String::new(),
+            agent: None,
             netns_made: false,
         };
         run(&["ip", "netns", "add", &node.netns])?;
@@ -58,6 +64,7 @@ impl NetnsNode {
         std::fs::create_dir_all(node.scratch())?;
         test_images(&node.data_dir().join("agent/images"))?;
         node.spawn_server()?;
+        node.spawn_agent()?;
         Ok(node)
     }
 
@@ -82,12 +89,21 @@ impl NetnsNode {
         self.server.as_ref().map_or(0, |c| c.id() as i32)
     }
 
+    pub fn agent_pid(&self) -> i32 {
+        self.agent.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Whether both the server and the agent still run.
     pub fn server_alive(&self) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.server_pid()));
-        stat.is_ok_and(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-        })
+        [self.server_pid(), self.agent_pid()]
+            .into_iter()
+            .all(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                stat.is_ok_and(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+                })
+            })
     }
 
     /// Moves the calling thread (only it, and the threads it starts later) into the node's
@@ -102,20 +118,83 @@ impl NetnsNode {
         Ok(())
     }
 
-    /// Stops the server process (SIGSTOP) until the returned guard is dropped: containerd and
-    /// the containers keep running, the kubelet and the control plane do nothing meanwhile.
+    /// Stops the server and agent processes (SIGSTOP) until the returned guard is dropped:
+    /// containerd and the containers keep running, the kubelet and the control plane do
+    /// nothing meanwhile.
     pub fn freeze(&self) -> Frozen {
-        let pid = self.server_pid();
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Frozen(pid)
+        let pids = vec![self.agent_pid(), self.server_pid()];
+        for &pid in &pids {
+            // SAFETY: signalling our own children by their pids.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        Frozen(pids)
     }
 
-    /// The last `lines` lines of the server's log, for an error report.
+    /// The last `lines` lines of the server's and the agent's logs, for an error report.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        ["server.log", "agent.log"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.root.path().join(name)).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                format!(
+                    "{name}:\n{}",
+                    all[all.len().saturating_sub(lines)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A command run in the node's network namespace.
+    fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--")
+            .arg(program);
+        command
+    }
+
+    /// Joins an agent to the server with a token, as `r8s token create --print-join-command`
+    /// says, with the same data dir (the agent keeps to its `agent/` part).
+    fn spawn_agent(&mut self) -> anyhow::Result<()> {
+        let exe = std::env::current_exe()?;
+        let out = self
+            .in_netns(&exe)
+            .args(["token", "create", "--print-join-command"])
+            .arg("--server")
+            .arg(format!("https://{}", self.server_address))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .context("cannot run r8s token create")?;
+        if !out.status.success() {
+            bail!(
+                "r8s token create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let join = String::from_utf8_lossy(&out.stdout).into_owned();
+        let words: Vec<&str> = join.split_whitespace().skip(2).collect();
+        let log = std::fs::File::create(self.root.path().join("agent.log"))?;
+        let child = self
+            .in_netns(&exe)
+            .arg("agent")
+            .args(&words)
+            .args(["--node-ip", NODE_IP, "--dns-forward", "none"])
+            .arg("--node-name")
+            .arg(&self.node_name)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .process_group(0)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start r8s agent under nsenter")?;
+        self.agent = Some(child);
+        Ok(())
     }
 
     fn spawn_server(&mut self) -> anyhow::Result<()> {
@@ -124,10 +203,8 @@ impl NetnsNode {
             .arg(format!("--net=/run/netns/{}", self.netns))
             .arg("--")
             .arg(std::env::current_exe()?)
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .args(["--https-listen-port", "0", "--node-ip", NODE_IP])
-            .arg("--node-name")
-            .arg(&self.node_name)
+            .args(["server", "--disable-agent", "--bind-address", NODE_IP])
+            .args(["--https-listen-port", "0"])
             .arg("--data-dir")
             .arg(self.data_dir())
             // The bench stops the server while it measures the runtime alone: the node must
@@ -145,40 +222,55 @@ impl NetnsNode {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         // Keeps reading after the kubeconfig line, so the server never writes into a closed pipe.
         std::thread::spawn(move || {
+            let mut address = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(at) = line.strip_prefix("r8s API server listening on ") {
+                    address = Some(at.to_owned());
+                }
                 if line.starts_with("admin kubeconfig: ") {
-                    let _ = ready_tx.send(());
+                    let _ = ready_tx.send(address.take().unwrap_or_default());
                 }
             }
         });
-        if ready_rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            bail!(
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(address) => {
+                self.server_address = address;
+                Ok(())
+            }
+            Err(_) => bail!(
                 "r8s server did not write its kubeconfig; its log ends with:\n{}",
                 self.log_tail(20)
-            );
+            ),
         }
-        Ok(())
     }
 
-    /// SIGTERM, then SIGKILL if the server has not exited after 20 s.
+    /// Stops the agent, then the server: SIGTERM, then SIGKILL if one has not exited after 20 s.
     fn stop_server(&mut self) {
-        let Some(mut child) = self.server.take() else {
-            return;
-        };
-        let pid = child.id() as i32;
-        // SAFETY: signalling our own child by its pid; SIGCONT in case it was left frozen.
-        unsafe {
-            libc::kill(pid, libc::SIGCONT);
-            libc::kill(pid, libc::SIGTERM);
+        for child in [self.agent.take(), self.server.take()]
+            .into_iter()
+            .flatten()
+        {
+            stop(child);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
 
+fn stop(mut child: Child) {
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child by its pid; SIGCONT in case it was left frozen.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl NetnsNode {
     /// Removes what the node left; the server must have exited.
     fn teardown(&self) {
         r8s_kubelet::cleanup::remove_node(&self.data_dir(), &self.node_name);
@@ -218,8 +310,8 @@ impl Drop for NetnsNode {
     }
 }
 
-/// A stopped server; continued when dropped.
-pub struct Frozen(i32);
+/// A stopped server and agent; continued when dropped.
+pub struct Frozen(Vec<i32>);
 
 impl Frozen {
     /// Keeps the server stopped until the node is shut down (which continues it only to
@@ -231,8 +323,10 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        // SAFETY: continuing our own child, stopped by `NetnsNode::freeze`.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
+        for &pid in &self.0 {
+            // SAFETY: continuing our own children, stopped by `NetnsNode::freeze`.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
     }
 }
 

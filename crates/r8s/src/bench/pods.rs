@@ -544,6 +544,10 @@ impl Report {
             "r8s server, VmRSS", idle.server_mib, loaded.server_mib
         );
         println!(
+            "{:<30} {:>6.1} MiB {:>8.1} MiB  (target idle: <= 30 MiB)",
+            "r8s agent, VmRSS", idle.agent_mib, loaded.agent_mib
+        );
+        println!(
             "{:<30} {:>6.1} MiB {:>8.1} MiB",
             "containerd, VmRSS", idle.containerd_mib, loaded.containerd_mib
         );
@@ -556,7 +560,7 @@ impl Report {
             "containerd shims, total VmRSS", idle.shims_rss_mib, loaded.shims_rss_mib
         );
         println!(
-            "r8s server: the control plane (API server, store, controllers, scheduler) and the agent in one process, so an upper bound for the agent alone (target for the agent: <= 30 MiB idle); containerd and its shims are separate processes, not included"
+            "r8s server: the control plane (API server, store, controllers, scheduler) with --disable-agent; r8s agent: the node (kubelet, service proxy, DNS), joined with a token; containerd and its shims are separate processes"
         );
         match self.deleted {
             Some(d) => println!(
@@ -577,6 +581,7 @@ impl Report {
                 pods,
                 raw,
                 memory("r8s-server", idle.server_mib, loaded.server_mib),
+                memory("r8s-agent", idle.agent_mib, loaded.agent_mib),
                 memory("containerd", idle.containerd_mib, loaded.containerd_mib),
                 json!({"backend": "containerd-shims", "op": "pss", "idle_mib": idle.shims_pss_mib,
                     "pods_mib": loaded.shims_pss_mib, "rss_mib": loaded.shims_rss_mib,

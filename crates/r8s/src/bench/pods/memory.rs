@@ -1,4 +1,5 @@
-//! Resident memory of a node's processes: the server, its containerd, containerd's shims.
+//! Resident memory of a node's processes: the server (control plane), the agent, the agent's
+//! containerd, containerd's shims.
 
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use crate::bench::node::{NetnsNode, shims_of};
 /// Resident memory of the node's processes.
 pub struct Memory {
     pub server_mib: f64,
+    pub agent_mib: f64,
     pub containerd_mib: f64,
     pub shims: usize,
     pub shims_rss_mib: f64,
@@ -16,7 +18,8 @@ pub struct Memory {
 impl Memory {
     pub fn sample(node: &NetnsNode) -> Self {
         let server = node.server_pid();
-        let containerd = child_running(server, "containerd");
+        let agent = node.agent_pid();
+        let containerd = child_running(agent, "containerd");
         let shims = shims_of(&node.containerd_dir());
         let total = |field: &str, file: &str| -> f64 {
             // A fold from +0.0: an empty f64 sum is -0.0.
@@ -25,6 +28,7 @@ impl Memory {
         };
         Self {
             server_mib: proc_kib(server, "status", "VmRSS:") / 1024.0,
+            agent_mib: proc_kib(agent, "status", "VmRSS:") / 1024.0,
             containerd_mib: containerd.map_or(0.0, |pid| proc_kib(pid, "status", "VmRSS:"))
                 / 1024.0,
             shims: shims.len(),
