@@ -48,6 +48,8 @@ pub struct AgentConfig {
     /// Where the node's cluster DNS server forwards names outside the cluster domain; `None`:
     /// the nameservers of the host's resolv.conf.
     pub dns_upstream: Option<Vec<std::net::SocketAddr>>,
+    /// Serve Ingresses of class `r8s` on ports 80 and 443 of the node's address.
+    pub ingress: bool,
 }
 
 /// Where the kubelet API's serving certificate comes from.
@@ -80,6 +82,7 @@ impl AgentConfig {
             cluster_cidr: "10.244.0.0/16".into(),
             service_cidr: "10.96.0.0/12".into(),
             dns_upstream: None,
+            ingress: true,
         }
     }
 
@@ -251,6 +254,7 @@ impl Agent {
             config.cluster_cidr.clone(),
         ));
         let dns = tokio::spawn(cluster_dns(client.clone(), config.clone()));
+        let ingress = tokio::spawn(ingress_controller(client.clone(), config.clone()));
         cni::write(
             &config.dir.join("cni").join("net.d"),
             cni::BRIDGE,
@@ -285,7 +289,7 @@ impl Agent {
             containerd,
             task,
             api,
-            background: vec![sampler, routes, proxy, dns],
+            background: vec![sampler, routes, proxy, dns, ingress],
         })
     }
 
@@ -307,6 +311,23 @@ impl Drop for Agent {
         if let Some(containerd) = &self.containerd {
             containerd.stop();
         }
+    }
+}
+
+/// The ingress controller on ports 80 and 443 of the node's address.
+async fn ingress_controller(client: Client, config: AgentConfig) {
+    if !config.ingress {
+        return;
+    }
+    let ingress = r8s_ingress::IngressConfig {
+        http: std::net::SocketAddr::new(config.node_ip, 80),
+        https: std::net::SocketAddr::new(config.node_ip, 443),
+        node_name: config.node_name.clone(),
+        node_addresses: vec![config.node_ip.to_string()],
+        class: "r8s".into(),
+    };
+    if let Err(e) = r8s_ingress::run(client, ingress).await {
+        tracing::error!("the ingress controller stopped: {e:#}");
     }
 }
 

@@ -40,6 +40,9 @@ pub struct NodeArgs {
     /// to answer only the cluster domain (default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-forward", value_parser = parse_dns_forward)]
     dns_forward: Vec<Option<std::net::SocketAddr>>,
+    /// Do not serve Ingresses (class `r8s`) on ports 80 and 443 of this node.
+    #[arg(long)]
+    disable_ingress: bool,
 }
 
 fn parse_dns_forward(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
@@ -108,6 +111,7 @@ impl NodeArgs {
         config.cni_bin_dir = self.cni_bin_dir.clone();
         config.max_pods = self.max_pods;
         (config.cluster_cidr, config.service_cidr) = ranges;
+        config.ingress = !self.disable_ingress;
         if !self.dns_forward.is_empty() {
             config.dns_upstream = Some(self.dns_forward.iter().flatten().copied().collect());
         }

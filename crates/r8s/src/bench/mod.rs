@@ -2,6 +2,7 @@
 
 mod api;
 mod harness;
+mod network;
 mod node;
 mod pods;
 mod scheduler;
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Scheduler(scheduler::SchedulerBenchArgs),
     /// Pod startup latency on a real node beside the runtime's own, and the node's memory.
     Pods(pods::PodsBenchArgs),
+    /// Service rule programming, the proxy's cost per request, and cluster DNS, on a real node.
+    Network(network::NetworkBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Pods(args) => pods::run(args).await,
+        BenchCommand::Network(args) => network::run(args).await,
     }
 }
 

@@ -225,7 +225,7 @@ async fn measure_on(
 }
 
 /// Waits for the node to be Ready with a podCIDR, as a pod on it needs.
-async fn wait_for_node(client: &Client, node: &NetnsNode) -> anyhow::Result<()> {
+pub(super) async fn wait_for_node(client: &Client, node: &NetnsNode) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {

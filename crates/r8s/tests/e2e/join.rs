@@ -189,6 +189,17 @@ spec:
     });
     assert!(ready, "the web pod never became ready");
     let web_ip = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    server.kubectl_ok(&[
+        "expose",
+        "pod",
+        "web",
+        "--port",
+        "80",
+        "--selector",
+        "run=web",
+    ]);
+    server.kubectl_ok(&["label", "pod", "web", "run=web"]);
+    let service_ip = server.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     server.create_ok(&format!(
         r#"
 apiVersion: v1
@@ -201,7 +212,9 @@ spec:
   - name: c
     image: busybox:1
     imagePullPolicy: IfNotPresent
-    command: [wget, -q, -O, -, 'http://{web_ip}/']
+    # By pod IP across nodes, then through the service (the joined node's proxy) and by
+    # name (its DNS).
+    command: [sh, -c, 'wget -q -O - http://{web_ip}/ && sleep 3 && wget -q -O - http://{service_ip}/ | grep -q Welcome && echo via-service && nslookup web.default.svc.cluster.local']
 "#
     ));
     let fetched = eventually(Duration::from_secs(90), || {
@@ -214,7 +227,10 @@ spec:
         "the pod on the joined node could not reach {web_ip}: {}",
         String::from_utf8_lossy(&logs.stdout)
     );
-    assert!(String::from_utf8_lossy(&logs.stdout).contains("Welcome to nginx!"));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("Welcome to nginx!"), "{logs}");
+    assert!(logs.contains("via-service"), "{logs}");
+    assert!(logs.contains(&format!("Address: {service_ip}")), "{logs}");
 
     // The kubeconfig the agent wrote holds the node's own identity.
     let kubeconfig = agent.data_dir.path().join("agent/kubelet.kubeconfig");

@@ -1676,3 +1676,125 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_ingress_routes_by_host_and_path_over_http_and_https() {
+    let server = node();
+    let dir = server.data_dir.path();
+    let (crt, key) = (dir.join("web.crt"), dir.join("web.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=web.example",
+            "-addext",
+            "subjectAltName=DNS:web.example",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    server.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        &format!("--cert={}", crt.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    server.create_ok(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 80}]
+    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  tls: [{hosts: [web.example], secretName: web-tls}]
+  rules:
+  - host: web.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
+  - host: empty.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: missing, port: {number: 80}}}}
+"#,
+    );
+    wait_pod(&server, "web", "Ready", |p| {
+        container_status(p, "nginx")["ready"] == true
+    });
+    let ip = common::node::NODE_IP;
+    let curl = |args: &[&str]| {
+        let out = server
+            .command("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let http = format!("web.example:80:{ip}");
+    let served = eventually(READY, || {
+        curl(&["--resolve", &http, "http://web.example/"]).contains("Welcome to nginx!")
+    });
+    assert!(served, "the ingress never routed web.example");
+    let https = format!("web.example:443:{ip}");
+    let secure = curl(&[
+        "--cacert",
+        crt.to_str().unwrap(),
+        "--resolve",
+        &https,
+        "https://web.example/",
+    ]);
+    assert!(secure.contains("Welcome to nginx!"), "{secure}");
+    // No rule for the host: 404; a backend without endpoints: 503.
+    let other = format!("other.example:80:{ip}");
+    assert!(curl(&["--resolve", &other, "http://other.example/"]).ends_with("404"));
+    let empty = format!("empty.example:80:{ip}");
+    assert!(curl(&["--resolve", &empty, "http://empty.example/"]).ends_with("503"));
+    let status = eventually(READY, || {
+        server.kubectl_ok(&[
+            "get",
+            "ingress",
+            "web",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]) == ip
+    });
+    assert!(status, "the ingress status never got the node's address");
+    let class = server.kubectl_ok(&[
+        "get",
+        "ingressclass",
+        "r8s",
+        "-o",
+        "jsonpath={.spec.controller}",
+    ]);
+    assert_eq!(class, "r8s.io/ingress");
+}
