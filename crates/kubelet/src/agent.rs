@@ -43,7 +43,7 @@ pub struct AgentConfig {
     /// The cluster's pod range: unreachable beneath the routes to each node's pods, and the
     /// service proxy masquerades traffic to services from outside it.
     pub cluster_cidr: String,
-    /// The service range: unreachable except where the service proxy claims an address.
+    /// The service range: local to the node beneath the service proxy's rules.
     pub service_cidr: String,
     /// Where the node's cluster DNS server forwards names outside the cluster domain; `None`:
     /// the nameservers of the host's resolv.conf.
@@ -238,7 +238,10 @@ impl Agent {
         let routes = tokio::spawn(routes::run(
             client.clone(),
             config.node_name.clone(),
-            vec![config.cluster_cidr.clone(), config.service_cidr.clone()],
+            routes::Ranges {
+                unreachable: vec![config.cluster_cidr.clone()],
+                local: vec![config.service_cidr.clone()],
+            },
         ));
         // Pods on one bridge reach each other's services: bridged traffic must pass the
         // service rules (br_netfilter), as kube-proxy requires.

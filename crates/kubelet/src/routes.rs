@@ -1,8 +1,10 @@
 //! The pod network across nodes, host-gateway style: every other node's `podCIDR` is routed via
 //! that node's InternalIP, kept in step with the Node objects, so pods reach each other by pod
-//! IP with no NAT and no overlay. The cluster and service CIDRs are unreachable underneath, so
-//! an address no node (or no service rule) claims is refused here (ICMP unreachable) rather
-//! than sent out by the default route. Routes are marked with their own protocol number, so stale ones are found
+//! IP with no NAT and no overlay. Beneath them the cluster CIDR is unreachable, so a pod address
+//! no node claims is refused here (ICMP) rather than sent out by the default route; and the
+//! service CIDR is local, so the node's own connections to a ClusterIP pass the service rules
+//! (which rewrite them to an endpoint) instead of failing at the route lookup, and a service
+//! address with no rule is answered by this node (refused) and never leaves it. Routes are marked with their own protocol number, so stale ones are found
 //! and removed without touching anyone else's.
 
 use std::collections::BTreeMap;
@@ -57,42 +59,64 @@ fn ip(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Our routes as they are now: destination → gateway ("" for unreachable ones).
-fn current() -> Result<BTreeMap<String, String>, String> {
-    let text = ip(&["-j", "route", "show", "proto", PROTO])?;
+/// Our routes as they are now: destination → (type, gateway), "" where there is none.
+fn current() -> Result<BTreeMap<String, (String, String)>, String> {
+    let text = ip(&["-j", "route", "show", "table", "all", "proto", PROTO])?;
     let routes: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     Ok(routes
         .iter()
         .filter_map(|r| {
             let dst = r["dst"].as_str()?.to_owned();
-            Some((dst, r["gateway"].as_str().unwrap_or("").to_owned()))
+            let kind = r["type"].as_str().unwrap_or("unicast").to_owned();
+            Some((dst, (kind, r["gateway"].as_str().unwrap_or("").to_owned())))
         })
         .collect())
 }
 
-/// Makes this node's routes `wanted` plus the `unreachable` ranges, removing our stale ones.
-pub fn apply(wanted: &BTreeMap<String, String>, unreachable: &[String]) -> Result<(), String> {
+/// The ranges beneath the pod routes.
+#[derive(Debug, Clone, Default)]
+pub struct Ranges {
+    /// Unreachable: the cluster CIDR.
+    pub unreachable: Vec<String>,
+    /// Local: the service CIDR.
+    pub local: Vec<String>,
+}
+
+/// Makes this node's routes `wanted` plus `ranges`, removing our stale ones.
+pub fn apply(wanted: &BTreeMap<String, String>, ranges: &Ranges) -> Result<(), String> {
     let have = current()?;
-    for cidr in unreachable {
-        if have.get(cidr).is_none_or(|gw| !gw.is_empty()) {
+    let is = |cidr: &str, kind: &str| have.get(cidr).is_some_and(|(k, _)| k == kind);
+    for cidr in &ranges.unreachable {
+        if !is(cidr, "unreachable") {
             ip(&["route", "replace", "unreachable", cidr, "proto", PROTO])?;
         }
     }
+    for cidr in &ranges.local {
+        if !is(cidr, "local") {
+            ip(&[
+                "route", "replace", "local", cidr, "dev", "lo", "proto", PROTO,
+            ])?;
+        }
+    }
     for (cidr, via) in wanted {
-        if have.get(cidr) != Some(via) {
+        if have.get(cidr).is_none_or(|(_, gw)| gw != via) {
             ip(&["route", "replace", cidr, "via", via, "proto", PROTO])?;
         }
     }
-    for dst in have.keys() {
-        if !wanted.contains_key(dst) && !unreachable.contains(dst) {
-            ip(&["route", "del", dst, "proto", PROTO])?;
+    for (dst, (kind, _)) in &have {
+        let ours = wanted.contains_key(dst)
+            || ranges.unreachable.contains(dst)
+            || ranges.local.contains(dst);
+        if !ours {
+            let table = if kind == "local" { "local" } else { "main" };
+            ip(&["route", "del", dst, "table", table, "proto", PROTO])?;
         }
     }
     Ok(())
 }
 
 /// Keeps the routes in step with the Nodes until the task is aborted.
-pub async fn run(client: Client, own_name: String, unreachable: Vec<String>) {
+pub async fn run(client: Client, own_name: String, ranges: Ranges) {
     let nodes: Api<Node> = Api::all(client);
     let (store, writer) = kube::runtime::reflector::store();
     let mut events =
@@ -117,7 +141,7 @@ pub async fn run(client: Client, own_name: String, unreachable: Vec<String>) {
         }
         let nodes: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
         let wanted = desired(&nodes, &own_name);
-        if let Err(e) = apply(&wanted, &unreachable) {
+        if let Err(e) = apply(&wanted, &ranges) {
             tracing::warn!("cannot program the pod routes: {e}");
         }
     }

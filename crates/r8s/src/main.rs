@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod devcluster;
 mod images;
 mod server;
 mod sim;
@@ -39,6 +40,9 @@ enum Command {
     /// Simulated cluster members (hollow nodes) for tests and scale benchmarks.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Several nodes on this machine, each in a network namespace (like kind).
+    #[command(subcommand)]
+    Devcluster(devcluster::DevclusterCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +69,7 @@ fn main() -> std::process::ExitCode {
             Command::Sim(command) => sim::run(command).await,
             Command::Token(command) => token::run(command).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Devcluster(command) => devcluster::run(command).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ mod conversion;
 mod crds;
 mod default_rbac;
 mod deletion;
+mod devcluster;
 mod helm;
 mod join;
 mod kube_rs;
