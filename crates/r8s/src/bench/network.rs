@@ -251,9 +251,11 @@ async fn http_get(target: SocketAddr) -> anyhow::Result<()> {
         .await?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await?;
+    let status = answer.split(|&b| b == b'\n').next().unwrap_or_default();
     anyhow::ensure!(
-        answer.starts_with(b"HTTP/1.0 200"),
-        "{target} did not answer 200"
+        status.starts_with(b"HTTP/1.") && status.windows(5).any(|w| w == b" 200 "),
+        "{target} answered {:?}",
+        String::from_utf8_lossy(status)
     );
     Ok(())
 }
