@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::FutureExt;
 use kube::Client;
+use r8s_network::routes;
 
 use crate::containerd::{Containerd, ContainerdConfig};
 use crate::cri::{Cri, v1};
@@ -17,7 +18,7 @@ use crate::events::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::pods::{self, Shared};
 use crate::server::{self, Kubelet, KubeletTls};
-use crate::{cni, images, routes, stats};
+use crate::{cni, images, stats};
 
 /// What `r8s agent` (and the agent inside `r8s server`) is told.
 #[derive(Debug, Clone)]

@@ -17,7 +17,6 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
-pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod volumes;

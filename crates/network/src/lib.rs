@@ -1,6 +1,8 @@
-//! The node's network: the service proxy, which keeps one nftables table (`r8s-proxy`) in step
-//! with Services and EndpointSlices, replaced atomically on each change (see [`rules`]).
+//! The node's network: routes to the other nodes' pods (see [`routes`]), and the service proxy,
+//! which keeps one nftables table (`r8s-proxy`) in step with Services and EndpointSlices,
+//! replaced atomically on each change (see [`rules`]).
 
+pub mod routes;
 pub mod rules;
 
 use std::io::Write;

@@ -142,6 +142,12 @@ async fn pod_usage(
                 "unable to get metrics for resource {resource}: unable to fetch metrics from resource metrics API: {detail}"
             )
         })?;
+    // Upstream's metrics client treats an empty answer as an error, not as zero usage.
+    if list.items.is_empty() {
+        return Err(format!(
+            "unable to get metrics for resource {resource}: no metrics returned from resource metrics API"
+        ));
+    }
     let mut usage = HashMap::new();
     for item in list.items {
         let mut total = 0;
