@@ -3,7 +3,8 @@
 //! another port, plain HTTP on the node's address; `…/pods/{name}[:port]/proxy/{path}` to the
 //! pod's IP; `…/services/{name}[:port]/proxy/{path}` to one ready endpoint of the service. The
 //! method, query, headers (less hop-by-hop ones and the caller's credentials) and body pass
-//! through, and the answer streams back as it comes.
+//! through, and the answer streams back as it comes; upgrades (WebSocket, SPDY) are joined to
+//! the target's once it switches protocols.
 
 use std::convert::Infallible;
 
@@ -310,25 +311,28 @@ async fn send_http(
         .map_err(|e| e.to_string())
 }
 
-/// Proxies `request` to what `target` names.
+/// What dials `host:port` over plain TCP, for an upgraded connection.
+fn plain_connect(host: String, port: u16) -> r8s_httpstream::Connect {
+    Box::pin(async move {
+        tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map(|tcp| Box::new(tcp) as Box<dyn r8s_httpstream::Transport>)
+            .map_err(|e| format!("dial tcp {host}:{port}: connect: {}", e.kind()))
+    })
+}
+
+/// Proxies `request` to what `target` names; an upgrade (WebSocket, SPDY) becomes a joined
+/// pair of connections once the target switches protocols.
 pub async fn serve(
     state: &State,
     target: &Target,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    if request.headers().contains_key(header::UPGRADE) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "upgraded connections through the proxy subresources are not built yet in r8s",
-        ));
-    }
     let upstream = upstream(&state.registry, target).await?;
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{}?{query}", target.path),
         None => target.path.clone(),
     };
-    let (parts, body) = request.into_parts();
     let authority = match &upstream {
         Upstream::Kubelet(location) => location.authority(),
         Upstream::Http { host, port } => KubeletLocation {
@@ -337,6 +341,24 @@ pub async fn serve(
         }
         .authority(),
     };
+    if r8s_httpstream::upgrade::is_upgrade(request.headers()) {
+        let connect = match &upstream {
+            Upstream::Kubelet(location) => state.kubelets.connect(location),
+            Upstream::Http { host, port } => plain_connect(host.clone(), *port),
+        };
+        let stream_target = r8s_httpstream::Target {
+            authority,
+            path_and_query,
+        };
+        return r8s_httpstream::upgrade::proxy(request, connect, &stream_target)
+            .await
+            .map_err(|e| match e {
+                r8s_httpstream::ProxyError::UpgradeRequired
+                | r8s_httpstream::ProxyError::BadRequest(_) => bad(e.to_string()),
+                other => unavailable(format!("error trying to reach {}: {other}", target.plural)),
+            });
+    }
+    let (parts, body) = request.into_parts();
     let mut outgoing = Request::builder()
         .method(parts.method)
         .uri(&path_and_query)

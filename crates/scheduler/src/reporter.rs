@@ -149,6 +149,11 @@ impl Recorder {
         if let Some(node) = nominated {
             patch["status"]["nominatedNodeName"] = json!(node);
         }
+        // Only over the pod as it was seen: a binding meanwhile (PodScheduled=True) must not be
+        // overwritten; the conflict is left to the next attempt, which sees the pod bound.
+        if let Some(version) = &pod.pod.metadata.resource_version {
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         if let Err(error) = pods
             .patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))

@@ -1435,6 +1435,18 @@ spec:
         let page = server.kubectl_ok(&["get", "--raw", path]);
         assert!(page.contains("Welcome to nginx!"), "{path}: {page}");
     }
+    // An upgrade request goes through too; this pod does not switch protocols, so its plain
+    // answer comes back.
+    let url = format!("{}/api/v1/namespaces/default/pods/web/proxy/", server.url);
+    let (code, page) = server.curl(&[
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        &url,
+    ]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Welcome to nginx!"), "{page}");
     // The service: one of its ready endpoints, once the endpoints controller lists the pod.
     let through_service = eventually(READY, || {
         let out = server.kubectl(&[
@@ -1643,38 +1655,10 @@ spec:
         ]) == common::node::NODE_IP
     });
     assert!(lb, "the LoadBalancer Service never got the node's address");
-    let out = server
-        .command("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            &format!("http://{}:8081/", common::node::NODE_IP),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_serves_nginx(&server, &format!("http://{}:8081/", common::node::NODE_IP));
 
     // The node port answers on the node's address.
-    let out = server
-        .command("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            &format!("http://{}:30080/", common::node::NODE_IP),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_serves_nginx(&server, &format!("http://{}:30080/", common::node::NODE_IP));
 }
 
 #[test]
@@ -1797,4 +1781,18 @@ spec:
         "jsonpath={.spec.controller}",
     ]);
     assert_eq!(class, "r8s.io/ingress");
+}
+
+/// curl from the node's network namespace gets the test nginx page at `url`.
+fn assert_serves_nginx(server: &TestServer, url: &str) {
+    let out = server
+        .command("curl")
+        .args(["-sS", "--max-time", "10", url])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!"),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
