@@ -427,9 +427,13 @@ fn a_deployment_runs_its_replicas_and_pods_survive_an_agent_restart() {
     ]);
     server.kubectl_ok(&["patch", "deployment", "web", "--type=json", "-p",
         r#"[{"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"IfNotPresent"}]"#]);
+    // Available, and the first ReplicaSet's pod (pull policy Always, offline) gone.
     let available = eventually(READY, || {
         let d = server.get_json(&["deployment", "web"]);
-        d["status"]["availableReplicas"] == 2 && d["status"]["updatedReplicas"] == 2
+        let pods = server.get_json(&["pods", "-l", "app=web"]);
+        d["status"]["availableReplicas"] == 2
+            && d["status"]["updatedReplicas"] == 2
+            && pods["items"].as_array().is_some_and(|p| p.len() == 2)
     });
     assert!(
         available,
