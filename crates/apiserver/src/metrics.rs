@@ -227,7 +227,20 @@ async fn pod_metrics(registry: &Registry, kubelets: &KubeletClient, pods: &[Valu
                 .iter()
                 .map(|c| Some(json!({ "name": c["name"], "usage": usage(c)? })))
                 .collect();
-            let containers = containers.filter(|c| !c.is_empty())?;
+            let mut containers = containers.filter(|c| !c.is_empty())?;
+            // In the pod's own order, not the runtime's listing order.
+            let order: Vec<&str> = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            containers.sort_by_key(|c| {
+                order
+                    .iter()
+                    .position(|name| c["name"] == *name)
+                    .unwrap_or(usize::MAX)
+            });
             Some(json!({
                 "kind": "PodMetrics",
                 "apiVersion": format!("{GROUP}/v1beta1"),
