@@ -140,9 +140,14 @@ fn upstream_answer(query: &Message, over_tcp: bool) -> Option<Message> {
 }
 
 async fn start_upstream() -> Upstream {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The UDP port's TCP twin may already be someone's ephemeral port: try again.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     let udp_task = tokio::spawn(async move {
         let mut buf = vec![0; 65535];
         loop {
