@@ -19,12 +19,29 @@ impl EtcdServer {
     /// Starts `etcd` (from `$R8S_ETCD_BIN`, else `PATH`) with its data in `dir` and waits until
     /// it answers.
     pub async fn start(dir: &Path) -> Result<Self> {
+        // A port found free may be taken before etcd binds it (other tests run alongside):
+        // etcd then exits at start, and a second pair of ports is tried.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(dir).await {
+                Err(StoreError::Etcd { message, .. })
+                    if attempt < 3 && message.starts_with("etcd exited at start") =>
+                {
+                    let _ = std::fs::remove_dir_all(dir.join("etcd"));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(dir: &Path) -> Result<Self> {
         let binary = std::env::var_os("R8S_ETCD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("etcd"));
         let io = |context: String| move |cause| StoreError::Io { context, cause };
-        let client_port = free_port().map_err(io("cannot find a free loopback port".into()))?;
-        let peer_port = free_port().map_err(io("cannot find a free loopback port".into()))?;
+        let [client_port, peer_port] =
+            free_ports().map_err(io("cannot find a free loopback port".into()))?;
         let endpoint = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = std::fs::File::create(dir.join("etcd.log"))
@@ -103,8 +120,9 @@ impl Drop for EtcdServer {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+/// Two distinct free ports: both listeners are held until both ports are known.
+fn free_ports() -> std::io::Result<[u16; 2]> {
+    let first = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let second = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok([first.local_addr()?.port(), second.local_addr()?.port()])
 }
