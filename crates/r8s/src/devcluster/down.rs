@@ -38,9 +38,7 @@ pub fn teardown(layout: &Layout) -> Vec<String> {
     let mut problems = Vec::new();
     let owns_state = layout.marker().exists();
     let indices = layout.node_indices();
-    let recorded: Vec<process::Recorded> = std::iter::once(layout.forwarder())
-        .chain(indices.iter().map(|&i| layout.node_process(i)))
-        .collect();
+    let recorded = layout.recorded();
     let pids: Vec<i32> = recorded.iter().filter_map(|r| r.running()).collect();
     for pid in process::stop(&pids, GRACE) {
         problems.push(format!("process {pid} (it survived SIGKILL)"));
@@ -53,6 +51,8 @@ pub fn teardown(layout: &Layout) -> Vec<String> {
             remove(&recorded.pid_file, &mut problems);
         }
         remove(&layout.kubeconfig(), &mut problems);
+        remove(&layout.dir.join("registry.yml"), &mut problems);
+        remove(&layout.registry_dir(), &mut problems);
     } else {
         problems.push(format!(
             "node data under {} (no {} there, so not surely a devcluster's)",

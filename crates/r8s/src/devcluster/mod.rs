@@ -17,6 +17,7 @@ mod down;
 mod forward;
 mod network;
 mod process;
+mod registry;
 mod up;
 
 use std::collections::BTreeSet;
@@ -136,6 +137,33 @@ impl Layout {
         }
     }
 
+    /// The registry mirror `up --images` runs (registry.rs).
+    fn registry(&self) -> Recorded {
+        Recorded {
+            pid_file: self.dir.join("registry.pid"),
+            markers: vec![
+                "docker-registry".into(),
+                self.dir.to_string_lossy().into_owned(),
+            ],
+        }
+    }
+
+    fn registry_dir(&self) -> PathBuf {
+        self.dir.join("registry")
+    }
+
+    /// Every process `up` records, nodes last.
+    fn recorded(&self) -> Vec<Recorded> {
+        [self.forwarder(), self.registry()]
+            .into_iter()
+            .chain(
+                self.node_indices()
+                    .into_iter()
+                    .map(|i| self.node_process(i)),
+            )
+            .collect()
+    }
+
     fn kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
     }
@@ -177,12 +205,9 @@ impl Layout {
         if !namespaces.is_empty() {
             return Some(format!("network namespaces {}", namespaces.join(", ")));
         }
-        let processes: Vec<String> = std::iter::once(self.forwarder())
-            .chain(
-                self.node_indices()
-                    .into_iter()
-                    .map(|i| self.node_process(i)),
-            )
+        let processes: Vec<String> = self
+            .recorded()
+            .into_iter()
             .filter_map(|recorded| recorded.running())
             .map(|pid| pid.to_string())
             .collect();

@@ -113,8 +113,8 @@ async fn create(
             &format!("n{index}"),
             subnet.host(index),
         )?;
-        // Images reach the nodes as tarballs each agent imports at start. A registry mirror
-        // on the switch (`--registry-mirror`) would also serve `:latest` pulls: a later step.
+        // Images reach the nodes as tarballs each agent imports at start, and through the
+        // registry mirror below for pulls.
         let image_dir = layout.node_dir(index).join("agent").join("images");
         std::fs::create_dir_all(&image_dir)
             .with_context(|| format!("cannot create {}", image_dir.display()))?;
@@ -126,6 +126,16 @@ async fn create(
         }
     }
 
+    let mirror = if images.is_empty() {
+        None
+    } else {
+        eprintln!(
+            "serving the images from a registry mirror at {}:5000",
+            subnet.host(1)
+        );
+        Some(super::registry::start(layout, subnet.host(1), images)?)
+    };
+
     let exe = std::env::current_exe().context("cannot find the r8s binary")?;
     let server_ip = IpAddr::V4(subnet.host(1));
     let server_url = format!("https://{}", SocketAddr::new(server_ip, API_PORT));
@@ -135,6 +145,7 @@ async fn create(
         layout,
         1,
         subnet,
+        mirror.as_deref(),
         &[
             "server".into(),
             "--bind-address".into(),
@@ -163,7 +174,7 @@ async fn create(
     for index in 2..=args.nodes {
         let mut subcommand = vec!["agent".to_owned()];
         subcommand.extend_from_slice(&join);
-        let agent = node_command(&exe, layout, index, subnet, &subcommand);
+        let agent = node_command(&exe, layout, index, subnet, mirror.as_deref(), &subcommand);
         started.push(start_node(layout, index, agent, "r8s agent")?);
     }
 
@@ -179,7 +190,7 @@ async fn create(
     Ok(())
 }
 
-fn on_path(binary: &str) -> bool {
+pub(super) fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
@@ -221,6 +232,7 @@ fn node_command(
     layout: &Layout,
     index: u8,
     subnet: Subnet,
+    mirror: Option<&str>,
     subcommand: &[String],
 ) -> Command {
     let mut command = Command::new(exe);
@@ -232,6 +244,11 @@ fn node_command(
         .args(["--node-ip", &subnet.host(index).to_string()])
         // Nothing inside reaches the host's resolvers: cluster names only.
         .args(["--dns-forward", "none"]);
+    if let Some(url) = mirror {
+        command
+            .arg("--registry-mirror")
+            .arg(format!("docker.io={url}"));
+    }
     command
 }
 

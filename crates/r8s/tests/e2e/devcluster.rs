@@ -97,6 +97,52 @@ impl DevCluster {
         serde_json::from_str(&self.kubectl_ok(&all)).expect("kubectl printed JSON")
     }
 
+    /// A command run inside node `name`'s network namespace (named as the Node).
+    fn on_node(&self, name: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", name])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// What `url` answers from inside node `name`, once it answers with an nginx page.
+    fn serves_nginx_from(&self, name: &str, url: &str, curl_args: &[&str]) -> bool {
+        eventually(Duration::from_secs(60), || {
+            let mut args = vec!["curl", "-sS", "--max-time", "5"];
+            args.extend_from_slice(curl_args);
+            args.push(url);
+            let out = self.on_node(name, &args);
+            String::from_utf8_lossy(&out.stdout).contains("Welcome to nginx!")
+        })
+    }
+
+    /// `kubectl exec POD -- sh -c SCRIPT`'s output.
+    fn exec(&self, pod: &str, script: &str) -> String {
+        let out = self.kubectl(&["exec", pod, "--", "sh", "-c", script]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Pods of a label selector that are Running and not being deleted, by node.
+    fn running_on(&self, selector: &str) -> Vec<String> {
+        let pods = self.get_json(&["pods", "-l", selector]);
+        let mut nodes: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_owned())
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
     fn create(&self, yaml: &str) {
         use std::io::Write;
         let mut child = Command::new(common::tools_bin().join("kubectl"))
@@ -222,8 +268,8 @@ spec:
   nodeSelector: {{kubernetes.io/hostname: {node3}}}
   containers:
   - name: nginx
+    # `:latest` is pulled (policy Always): through the devcluster's registry mirror.
     image: nginx:latest
-    imagePullPolicy: IfNotPresent
     readinessProbe: {{tcpSocket: {{port: 80}}, periodSeconds: 1}}
 ---
 apiVersion: v1
@@ -232,6 +278,37 @@ metadata: {{name: web}}
 spec:
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-np}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-lb}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 8080, targetPort: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-headless}}
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: outside}}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
 "#
     ));
     let web_ready = eventually(Duration::from_secs(120), || {
@@ -288,6 +365,276 @@ spec:
         2,
         "{logs}"
     );
+
+    let node_ips: Vec<String> = cluster.get_json(&["nodes"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let addresses = n["status"]["addresses"].as_array().unwrap();
+            let internal = addresses
+                .iter()
+                .find(|a| a["type"] == "InternalIP")
+                .unwrap();
+            internal["address"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut node_ips = node_ips;
+    node_ips.sort_by_key(|ip| ip.parse::<std::net::Ipv4Addr>().unwrap());
+
+    // From the nodes themselves: the ClusterIP, the NodePort on every node's address (asked
+    // from another node), and the LoadBalancer address.
+    assert!(
+        cluster.serves_nginx_from(&names[0], &format!("http://{service_ip}/"), &[]),
+        "node 1 cannot reach the ClusterIP {service_ip}\n{}",
+        cluster.logs()
+    );
+    let node_port = cluster.kubectl_ok(&[
+        "get",
+        "service",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    for (i, ip) in node_ips.iter().enumerate() {
+        let from = &names[(i + 1) % names.len()];
+        assert!(
+            cluster.serves_nginx_from(from, &format!("http://{ip}:{node_port}/"), &[]),
+            "NodePort {node_port} on {ip} does not answer {from}\n{}",
+            cluster.logs()
+        );
+    }
+    let mut lb_ip = String::new();
+    let assigned = eventually(Duration::from_secs(60), || {
+        lb_ip = cluster.kubectl_ok(&[
+            "get",
+            "service",
+            "web-lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        !lb_ip.is_empty()
+    });
+    assert!(assigned, "the LoadBalancer Service got no address");
+    assert!(node_ips.contains(&lb_ip), "{lb_ip} is not a node's address");
+    assert!(
+        cluster.serves_nginx_from(&names[1], &format!("http://{lb_ip}:8080/"), &[]),
+        "the LoadBalancer address {lb_ip}:8080 does not answer\n{}",
+        cluster.logs()
+    );
+
+    // Cluster DNS from a pod on another node than the web pod: service, headless, SRV, pod
+    // and ExternalName names, and a service by its short name through the search path.
+    cluster.create(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: toolbox}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {}}}
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#,
+        names[0]
+    ));
+    let toolbox = eventually(Duration::from_secs(120), || {
+        cluster.kubectl_ok(&["get", "pod", "toolbox", "-o", "jsonpath={.status.phase}"])
+            == "Running"
+    });
+    assert!(toolbox, "the toolbox pod never ran\n{}", cluster.logs());
+    let dashed = web_ip.replace('.', "-");
+    let answers = cluster.exec(
+        "toolbox",
+        &format!(
+            "nslookup web.default.svc.cluster.local; \
+             nslookup web-headless.default.svc.cluster.local; \
+             nslookup -type=SRV _http._tcp.web-headless.default.svc.cluster.local; \
+             nslookup {dashed}.default.pod.cluster.local; \
+             nslookup outside.default.svc.cluster.local; \
+             wget -q -O - http://web/"
+        ),
+    );
+    assert_eq!(
+        answers.matches(&format!("Address: {service_ip}")).count(),
+        2,
+        "the service and the ExternalName's target: {answers}"
+    );
+    assert_eq!(
+        answers.matches(&format!("Address: {web_ip}")).count(),
+        2,
+        "the headless service and the pod name: {answers}"
+    );
+    assert!(
+        answers.contains(&format!(
+            "80 {dashed}.web-headless.default.svc.cluster.local"
+        )),
+        "SRV: {answers}"
+    );
+    assert!(
+        answers.contains("canonical name = web.default.svc.cluster.local"),
+        "ExternalName: {answers}"
+    );
+    assert!(answers.contains("Welcome to nginx!"), "{answers}");
+
+    // An Ingress, served by the controller on a worker, by host over HTTP and HTTPS.
+    let (crt, key) = (
+        cluster.dir.path().join("web.crt"),
+        cluster.dir.path().join("web.key"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=web.example",
+            "-addext",
+            "subjectAltName=DNS:web.example",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        &format!("--cert={}", crt.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    cluster.create(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  tls: [{hosts: [web.example], secretName: web-tls}]
+  rules:
+  - host: web.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#,
+    );
+    let worker_ip = &node_ips[1];
+    assert!(
+        cluster.serves_nginx_from(
+            &names[0],
+            "http://web.example/",
+            &["--resolve", &format!("web.example:80:{worker_ip}")]
+        ),
+        "the ingress on {worker_ip} never served web.example\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.serves_nginx_from(
+            &names[0],
+            "https://web.example/",
+            &[
+                "--cacert",
+                crt.to_str().unwrap(),
+                "--resolve",
+                &format!("web.example:443:{worker_ip}")
+            ]
+        ),
+        "the ingress on {worker_ip} never served https://web.example\n{}",
+        cluster.logs()
+    );
+
+    // A Deployment whose pods leave an unreachable node quickly; the spread one goes first,
+    // as its constraint would keep replacements pending while a node is out.
+    cluster.kubectl_ok(&["delete", "deployment", "spread", "--wait=false"]);
+    cluster.kubectl_ok(&["delete", "pod", "client", "--wait=false"]);
+    cluster.create(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: survivor}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: survivor}}
+  template:
+    metadata: {labels: {app: survivor}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - name: c
+        image: busybox:1
+        imagePullPolicy: IfNotPresent
+        command: [sleep, "3600"]
+"#,
+    );
+    let mut on = Vec::new();
+    let spread = eventually(Duration::from_secs(120), || {
+        on = cluster.running_on("app=survivor");
+        on.len() == 4 && on.contains(&names[1]) && on.contains(&names[2])
+    });
+    assert!(
+        spread,
+        "survivor pods not on every worker: {on:?}\n{}",
+        cluster.logs()
+    );
+
+    // `kubectl drain` of worker 2: cordoned, its pods evicted and replaced elsewhere.
+    let drained = cluster.kubectl(&[
+        "drain",
+        &names[1],
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=120s",
+    ]);
+    assert!(
+        drained.status.success(),
+        "kubectl drain failed: {}{}",
+        String::from_utf8_lossy(&drained.stdout),
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    let cordoned = cluster.kubectl_ok(&[
+        "get",
+        "node",
+        &names[1],
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
+    assert_eq!(cordoned, "true");
+    let replaced = eventually(Duration::from_secs(120), || {
+        on = cluster.running_on("app=survivor");
+        on.len() == 4 && !on.contains(&names[1])
+    });
+    assert!(replaced, "after the drain: {on:?}\n{}", cluster.logs());
+
+    // The loss of worker 3: its agent killed, the Node goes NotReady, its pods are evicted
+    // and replaced on the nodes left.
+    let pid: i32 = std::fs::read_to_string(cluster.dir.path().join("node3/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: the PID is the agent this test's devcluster started (its pid file).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let not_ready = eventually(Duration::from_secs(120), || {
+        !ready(&cluster.get_json(&["node", &names[2]]))
+    });
+    assert!(not_ready, "node 3 stayed Ready after its agent died");
+    let moved = eventually(Duration::from_secs(120), || {
+        on = cluster.running_on("app=survivor");
+        on.len() == 4 && on.iter().all(|n| n == &names[0])
+    });
+    assert!(moved, "after node 3's loss: {on:?}\n{}", cluster.logs());
 
     // down removes every namespace of the devcluster, and a second down finds nothing to do.
     let out = cluster.down();

@@ -60,6 +60,17 @@ pub fn command_in(net: Option<&NodeNet>, program: impl AsRef<std::ffi::OsStr>) -
                 .arg(format!("--net=/run/netns/{}", net.netns))
                 .arg("--")
                 .arg(program);
+            // A long-running helper (a registry) must not outlive a test that was killed.
+            // SAFETY: prctl in the forked child before exec only sets its parent-death signal.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
             command
         }
         None => Command::new(program),
