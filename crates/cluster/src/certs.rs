@@ -153,6 +153,7 @@ pub(crate) struct CertFacts {
     der: Vec<u8>,
     /// DER of the SubjectPublicKeyInfo.
     spki: Vec<u8>,
+    pub(crate) not_before: OffsetDateTime,
     pub(crate) not_after: OffsetDateTime,
     pub(crate) is_ca: bool,
     ips: Vec<IpAddr>,
@@ -216,6 +217,7 @@ pub(crate) fn parse_cert(pem: &str) -> Result<CertFacts, String> {
     }
     Ok(CertFacts {
         spki: cert.public_key().raw.to_vec(),
+        not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         is_ca,
         ips,

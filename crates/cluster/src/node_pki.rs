@@ -112,6 +112,16 @@ pub fn cert_not_after(cert_pem: &str) -> Result<OffsetDateTime, PkiError> {
         })
 }
 
+/// When the certificate in `cert_pem` starts and stops being valid.
+pub fn cert_validity(cert_pem: &str) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
+    crate::certs::parse_cert(cert_pem)
+        .map(|facts| (facts.not_before, facts.not_after))
+        .map_err(|reason| PkiError::InvalidPem {
+            what: "certificate",
+            reason,
+        })
+}
+
 fn node_serving_names(node_name: &str, node_ips: &[IpAddr]) -> ServingNames {
     let mut ips = Vec::new();
     for ip in node_ips {

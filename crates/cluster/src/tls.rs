@@ -58,6 +58,108 @@ fn chain_and_key(
     Ok((chain, key))
 }
 
+/// A certificate and key that can be replaced while in use: new TLS handshakes, client or
+/// server side, present the latest one (certificate rotation).
+pub struct RotatingIdentity {
+    current: std::sync::RwLock<(Pem, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl std::fmt::Debug for RotatingIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingIdentity").finish_non_exhaustive()
+    }
+}
+
+fn certified_key(pem: &Pem) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    let (chain, key) = chain_and_key(&pem.cert, &pem.key)?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| tls_error("the certificate and key")(&e))
+}
+
+impl RotatingIdentity {
+    pub fn new(pem: &Pem) -> Result<Arc<Self>, PkiError> {
+        Ok(Arc::new(Self {
+            current: std::sync::RwLock::new((pem.clone(), certified_key(pem)?)),
+        }))
+    }
+
+    /// Presents `pem` from the next handshake on; a bad pair leaves the current one in use.
+    pub fn replace(&self, pem: &Pem) -> Result<(), PkiError> {
+        let key = certified_key(pem)?;
+        *self.current.write().expect("identity lock poisoned") = (pem.clone(), key);
+        Ok(())
+    }
+
+    /// The certificate and key in use.
+    pub fn pem(&self) -> Pem {
+        self.current.read().expect("identity lock poisoned").0.clone()
+    }
+
+    fn key(&self) -> Arc<rustls::sign::CertifiedKey> {
+        self.current.read().expect("identity lock poisoned").1.clone()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for RotatingIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.key())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RotatingIdentity {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.key())
+    }
+}
+
+/// [`server_config`] presenting whatever `identity` holds at each handshake.
+pub fn rotating_server_config(
+    ca_pem: &str,
+    identity: Arc<RotatingIdentity>,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let error = tls_error("the server TLS configuration");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| error(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(identity);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`client_config`] presenting whatever `identity` holds at each handshake.
+pub fn rotating_client_config(
+    ca_pem: &str,
+    identity: Arc<RotatingIdentity>,
+) -> Result<rustls::ClientConfig, PkiError> {
+    let error = tls_error("the client TLS configuration");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(&e))?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_cert_resolver(identity))
+}
+
 /// A server configuration with `cert_pem`/`key_pem` that asks for client certificates and
 /// verifies those it is given against `ca_pem`. A client without one is let through, so the
 /// server can answer 401 (or serve it as anonymous) rather than fail the handshake. Offers
@@ -67,37 +169,17 @@ pub fn server_config(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-    let error = tls_error("the server TLS configuration");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| error(&e))?;
-    let (chain, key) = chain_and_key(cert_pem, key_pem)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| error(&e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| error(&e))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let pem = Pem {
+        cert: cert_pem.to_owned(),
+        key: key_pem.to_owned(),
+    };
+    rotating_server_config(ca_pem, RotatingIdentity::new(&pem)?)
 }
 
 /// A client configuration that presents `client` and trusts only servers whose certificate
 /// chains to `ca_pem` and names the address dialled. No ALPN: HTTP/1.1.
 pub fn client_config(ca_pem: &str, client: &Pem) -> Result<Arc<rustls::ClientConfig>, PkiError> {
-    let error = tls_error("the client TLS configuration");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (chain, key) = chain_and_key(&client.cert, &client.key)?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| error(&e))?
-        .with_root_certificates(roots(ca_pem)?)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| error(&e))?;
-    Ok(Arc::new(config))
+    rotating_client_config(ca_pem, RotatingIdentity::new(client)?).map(Arc::new)
 }
 
 /// The identity in a verified client certificate: CN the user, each O a group, plus

@@ -201,22 +201,35 @@ impl Agent {
             config.dir.clone(),
         ));
         let sampler = tokio::spawn(stats.clone().run());
+        let mut background = vec![sampler];
         let tls = match &config.tls {
-            Some(ServingTls::Given(tls)) => Some(tls.clone()),
+            Some(ServingTls::Given(tls)) => Some(
+                r8s_cluster::tls::server_config(&tls.client_ca_pem, &tls.cert_pem, &tls.key_pem)
+                    .context("cannot set up the kubelet API's TLS")?,
+            ),
             Some(ServingTls::Requested { client_ca_pem }) => {
+                let dir = config.dir.join("tls");
                 let pem = crate::csr::serving_certificate(
                     &client,
-                    &config.dir.join("tls"),
+                    &dir,
                     &config.node_name,
                     config.node_ip,
                 )
                 .await
                 .context("cannot get the kubelet API's serving certificate")?;
-                Some(KubeletTls {
-                    cert_pem: pem.cert,
-                    key_pem: pem.key,
-                    client_ca_pem: client_ca_pem.clone(),
-                })
+                let identity = r8s_cluster::tls::RotatingIdentity::new(&pem)?;
+                let rotation = crate::rotation::Rotation {
+                    kind: crate::rotation::Kind::Serving(vec![config.node_ip]),
+                    node_name: config.node_name.clone(),
+                    dir,
+                    name: crate::csr::SERVING_NAME,
+                    identity: identity.clone(),
+                };
+                background.push(tokio::spawn(rotation.run(client.clone(), |_| {})));
+                Some(
+                    r8s_cluster::tls::rotating_server_config(client_ca_pem, identity)
+                        .context("cannot set up the kubelet API's TLS")?,
+                )
             }
             None => None,
         };
@@ -230,7 +243,7 @@ impl Agent {
                     started: std::time::SystemTime::now(),
                 });
                 let address = std::net::SocketAddr::new(config.node_ip, config.kubelet_port);
-                Some(server::start(address, tls, kubelet).await?)
+                Some(server::start(address, tls.clone(), kubelet).await?)
             }
             None => None,
         };
@@ -293,7 +306,10 @@ impl Agent {
             containerd,
             task,
             api,
-            background: vec![sampler, routes, proxy, dns, ingress],
+            background: {
+                background.extend([routes, proxy, dns, ingress]);
+                background
+            },
         })
     }
 

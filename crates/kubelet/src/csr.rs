@@ -17,6 +17,9 @@ use kube::api::{Api, PostParams};
 pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// The signer of kubelet serving certificates.
 pub const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+/// The files (`.crt`, `.key`) of the kubelet's client and serving certificates.
+pub const CLIENT_NAME: &str = "kubelet-client";
+pub const SERVING_NAME: &str = "kubelet-serving";
 /// How long a request may wait for approval and signing.
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -78,8 +81,8 @@ pub async fn request_certificate(
     }
 }
 
-/// Reuses `dir/<name>.crt` and `.key` while the certificate has more than a tenth of a year
-/// left; otherwise gets a new one with `fresh` and keeps it there.
+/// Reuses `dir/<name>.crt` and `.key` while the certificate is valid (rotation renews it
+/// before it ends); otherwise gets a new one with `fresh` and keeps it there.
 pub async fn kept_certificate<F, Fut>(
     dir: &Path,
     name: &str,
@@ -89,22 +92,27 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<r8s_cluster::Pem>>,
 {
-    let cert_path = dir.join(format!("{name}.crt"));
-    let key_path = dir.join(format!("{name}.key"));
     if let (Ok(cert), Ok(key)) = (
-        std::fs::read_to_string(&cert_path),
-        std::fs::read_to_string(&key_path),
-    ) && r8s_cluster::cert_not_after(&cert).is_ok_and(|not_after| {
-        not_after - time::OffsetDateTime::now_utc() > time::Duration::days(36)
-    }) {
-        return Ok(r8s_cluster::Pem { cert, key });
+        std::fs::read_to_string(dir.join(format!("{name}.crt"))),
+        std::fs::read_to_string(dir.join(format!("{name}.key"))),
+    ) {
+        let pem = r8s_cluster::Pem { cert, key };
+        if crate::rotation::still_valid(&pem) {
+            return Ok(pem);
+        }
     }
     let pem = fresh().await?;
-    std::fs::create_dir_all(dir)?;
-    write_private(&key_path, &pem.key)?;
-    std::fs::write(&cert_path, &pem.cert)
-        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    write_pair(dir, name, &pem)?;
     Ok(pem)
+}
+
+/// Writes `dir/<name>.key` (private) and `dir/<name>.crt`.
+pub fn write_pair(dir: &Path, name: &str, pem: &r8s_cluster::Pem) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_private(&dir.join(format!("{name}.key")), &pem.key)?;
+    let cert_path = dir.join(format!("{name}.crt"));
+    std::fs::write(&cert_path, &pem.cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -129,7 +137,7 @@ pub async fn serving_certificate(
     node_name: &str,
     node_ip: std::net::IpAddr,
 ) -> anyhow::Result<r8s_cluster::Pem> {
-    kept_certificate(dir, "kubelet-serving", || async {
+    kept_certificate(dir, SERVING_NAME, || async {
         let csr = r8s_cluster::node_csr(node_name, Some(&[node_ip]))?;
         let cert = request_certificate(
             client,

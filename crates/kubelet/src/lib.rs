@@ -17,6 +17,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod rotation;
 pub mod server;
 pub mod stats;
 pub mod volumes;

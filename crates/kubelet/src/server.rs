@@ -59,11 +59,9 @@ pub struct Kubelet {
 /// Binds `address` and serves the kubelet API there until the returned task is aborted.
 pub async fn start(
     address: SocketAddr,
-    tls: &KubeletTls,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
     kubelet: Arc<Kubelet>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let config = r8s_cluster::tls::server_config(&tls.client_ca_pem, &tls.cert_pem, &tls.key_pem)
-        .context("cannot set up the kubelet API's TLS")?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} for the kubelet API"))?;

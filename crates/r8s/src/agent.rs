@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use r8s_kubelet::csr::CLIENT_NAME;
 use r8s_kubelet::{Agent, AgentConfig, KubeletTls, ServingTls, containerd::parse_registry_mirror};
 
 #[derive(Args, Debug, Clone)]
@@ -211,7 +212,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&tls_dir)?;
     std::fs::write(tls_dir.join("ca.crt"), &ca_pem)?;
-    let client_pem = r8s_kubelet::csr::kept_certificate(&tls_dir, "kubelet-client", || async {
+    let client_pem = r8s_kubelet::csr::kept_certificate(&tls_dir, CLIENT_NAME, || async {
         let token = args
             .token
             .as_deref()
@@ -240,7 +241,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         &client_pem,
     )
     .context("cannot write the agent's kubeconfig")?;
-    let client = admin_client(&kubeconfig).await?;
+    // The client presents the latest certificate, which rotation renews before it ends.
+    let identity = r8s_cluster::tls::RotatingIdentity::new(&client_pem)?;
+    let client = r8s_kubelet::rotation::client(&url, &ca_pem, identity.clone())?;
+    let rotation = r8s_kubelet::rotation::Rotation {
+        kind: r8s_kubelet::rotation::Kind::Client,
+        node_name: node_name.clone(),
+        dir: tls_dir.clone(),
+        name: CLIENT_NAME,
+        identity,
+    };
+    let user = format!("system:node:{node_name}");
+    let rotated = {
+        let (kubeconfig, url, ca_pem) = (kubeconfig.clone(), url.clone(), ca_pem.clone());
+        move |pem: &r8s_cluster::Pem| {
+            if let Err(e) = r8s_cluster::write_kubeconfig(&kubeconfig, &url, &ca_pem, &user, pem) {
+                tracing::warn!("cannot write the rotated certificate to the kubeconfig: {e:#}");
+            }
+        }
+    };
+    let _rotation = AbortOnDrop(tokio::spawn(rotation.run(client.clone(), rotated)));
     let tls = ServingTls::Requested {
         client_ca_pem: ca_pem.clone(),
     };
@@ -252,6 +272,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = agent.wait() => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// A task stopped with the agent.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

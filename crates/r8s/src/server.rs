@@ -49,6 +49,10 @@ pub struct ServerArgs {
     /// tainted unreachable (a Go duration such as `40s`).
     #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How long certificates issued through CertificateSigningRequests are valid, unless a
+    /// request asks for less (upstream's controller-manager flag of that name).
+    #[arg(long, default_value = "8760h", value_parser = parse_go_duration)]
+    cluster_signing_duration: std::time::Duration,
     /// Pod CIDRs for nodes come from this range, one /24 each.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
@@ -137,6 +141,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig.clone(),
         pki.ca.clone(),
         args.node_monitor_grace_period,
+        args.cluster_signing_duration,
         cluster_cidr,
     ));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
@@ -171,6 +176,7 @@ async fn run_controllers(
     kubeconfig: PathBuf,
     ca: r8s_cluster::Pem,
     node_monitor_grace_period: std::time::Duration,
+    cluster_signing_duration: std::time::Duration,
     cluster_cidr: (Ipv4Addr, u8),
 ) -> anyhow::Result<()> {
     // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
@@ -185,7 +191,7 @@ async fn run_controllers(
         cluster_signing: Some(r8s_controllers::certificates::SigningCa {
             cert_pem: ca.cert.clone(),
             key_pem: ca.key,
-            duration: r8s_controllers::certificates::DEFAULT_SIGNING_DURATION,
+            duration: cluster_signing_duration,
         }),
         root_ca_pem: ca.cert,
         node_monitor_grace_period: Some(node_monitor_grace_period),

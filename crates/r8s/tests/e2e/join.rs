@@ -271,3 +271,106 @@ spec:
     assert!(String::from_utf8_lossy(&pod.stderr).contains("forbidden"));
     server.kubectl_ok(&["delete", "pod", "there", "--wait=false"]);
 }
+
+/// The serial of the certificate in `path`, and whether it is still valid.
+fn cert_state(path: &std::path::Path) -> (String, bool) {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-checkend", "0", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (serial, out.status.success())
+}
+
+#[test]
+fn a_joined_node_rotates_its_certificates_before_they_expire() {
+    let switch = Switch::create();
+    // Short-lived certificates, so that several rotations and an expiry fit in the test.
+    let server =
+        TestServer::start_node_on_with(&switch, SERVER_IP, &["--cluster-signing-duration", "1m"]);
+    let join = join_command(&server);
+    let join: Vec<&str> = join.iter().map(String::as_str).collect();
+    let agent = JoinedAgent::start(&switch, "10.200.0.2", &join);
+    let name = agent.node_name().to_owned();
+    let ready = eventually(Duration::from_secs(90), || node_ready(&server, &name));
+    assert!(ready, "the joined node never became Ready");
+    server.create_ok(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {name}}}
+  containers:
+  - name: c
+    image: busybox:1
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo talking; sleep 3600']
+"#
+    ));
+
+    // The first certificates, kept aside to see them expire.
+    let tls = agent.data_dir.path().join("agent/tls");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut first = Vec::new();
+    for name in ["kubelet-client", "kubelet-serving"] {
+        let copy = scratch.path().join(format!("{name}.crt"));
+        std::fs::copy(tls.join(format!("{name}.crt")), &copy).unwrap();
+        first.push((name, cert_state(&copy).0, copy));
+    }
+    // Both are replaced before they end...
+    for (name, serial, _) in &first {
+        let rotated = eventually(Duration::from_secs(90), || {
+            let (now, valid) = cert_state(&tls.join(format!("{name}.crt")));
+            valid && &now != serial
+        });
+        assert!(rotated, "the {name} certificate was never rotated");
+    }
+    // ...and once they have expired, the node still heartbeats with its new client
+    // certificate, and the API server still reaches its kubelet (new serving certificate).
+    for (name, _, copy) in &first {
+        let expired = eventually(Duration::from_secs(90), || !cert_state(copy).1);
+        assert!(expired, "the first {name} certificate never expired");
+    }
+    let renewed = |since: &str| {
+        let now = server.kubectl_ok(&[
+            "get",
+            "lease",
+            &name,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ]);
+        (now != since).then_some(now)
+    };
+    let seen = renewed("").expect("the node has a Lease");
+    assert!(
+        eventually(Duration::from_secs(60), || renewed(&seen).is_some()),
+        "the node's Lease was not renewed after its first certificate expired"
+    );
+    assert!(node_ready(&server, &name));
+    let logs = eventually(Duration::from_secs(60), || {
+        server.kubectl(&["logs", "talker"]).stdout.starts_with(b"talking")
+    });
+    assert!(logs, "the kubelet API did not answer with its rotated certificate");
+
+    // The renewals came from the node itself, approved as self-renewals.
+    let csrs = server.get_json(&["csr"]);
+    let node_user = format!("system:node:{name}");
+    let renewals = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["spec"]["username"] == node_user.as_str()
+                && c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+        })
+        .count();
+    assert!(renewals >= 1, "{csrs:#}");
+}
