@@ -193,28 +193,30 @@ fn row(csr: &Value, now: OffsetDateTime) -> Vec<Value> {
     ]
 }
 
-/// As upstream prints it: `Pending`, `Approved`, `Denied`, `Failed`, plus `,Issued`.
+/// As upstream prints it: `Denied` over `Approved` over `Pending`, then `,Failed` and
+/// `,Issued` (condition types count whatever their status, as upstream's printer reads them).
 fn condition(csr: &Value) -> String {
-    let mut state = "Pending";
-    for condition in items(&csr["status"]["conditions"]) {
-        if condition["status"].as_str().is_some_and(|s| s != "True") {
-            continue;
-        }
-        match text(&condition["type"]) {
-            "Approved" => state = "Approved",
-            "Denied" => state = "Denied",
-            "Failed" => state = "Failed",
-            _ => {}
-        }
-    }
-    let issued = csr["status"]["certificate"]
-        .as_str()
-        .is_some_and(|c| !c.is_empty());
-    if issued {
-        format!("{state},Issued")
+    let types: Vec<&str> = items(&csr["status"]["conditions"])
+        .iter()
+        .map(|c| text(&c["type"]))
+        .collect();
+    let mut state = if types.contains(&"Denied") {
+        "Denied".to_owned()
+    } else if types.contains(&"Approved") {
+        "Approved".to_owned()
     } else {
-        state.to_owned()
+        "Pending".to_owned()
+    };
+    if types.contains(&"Failed") {
+        state.push_str(",Failed");
     }
+    if csr["status"]["certificate"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+    {
+        state.push_str(",Issued");
+    }
+    state
 }
 
 #[cfg(test)]
@@ -301,5 +303,16 @@ mod tests {
             "conditions": [{ "type": "Approved", "status": "True" }],
         });
         assert_eq!(condition(&object), "Approved,Issued");
+        object["status"]["conditions"] = json!([
+            { "type": "Approved", "status": "True" },
+            { "type": "Failed", "status": "True" },
+        ]);
+        object["status"]["certificate"] = json!("");
+        assert_eq!(condition(&object), "Approved,Failed");
+        object["status"]["conditions"] = json!([
+            { "type": "Approved", "status": "True" },
+            { "type": "Denied", "status": "True" },
+        ]);
+        assert_eq!(condition(&object), "Denied");
     }
 }
