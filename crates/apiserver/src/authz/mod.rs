@@ -1,10 +1,12 @@
-//! Authorization as kube-apiserver does it with `--authorization-mode=RBAC`: `system:masters`
-//! may do anything (upstream's privileged group), everyone else what their RBAC bindings allow.
-//! The RBAC objects are read from the watch cache and indexed by subject, rebuilt only when one
-//! of them changes, so a decision never touches the store. A denied request gets upstream's 403.
+//! Authorization as kube-apiserver does it with `--authorization-mode=Node,RBAC`:
+//! `system:masters` may do anything (upstream's privileged group), nodes what the Node
+//! authorizer allows (module `node`), everyone what their RBAC bindings allow. The RBAC objects
+//! are read from the watch cache and indexed by subject, rebuilt only when one of them changes,
+//! so a decision never touches the store. A denied request gets upstream's 403.
 
 pub mod aggregation;
 pub mod impersonation;
+mod node;
 mod rbac;
 pub mod request_info;
 pub mod reviews;
@@ -73,6 +75,7 @@ impl Sources {
 
 pub struct Authorizer {
     sources: Sources,
+    nodes: node::NodeAuthorizer,
     /// The index and the cache revisions it was built at.
     policy: RwLock<(Arc<Policy>, Option<[Revision; 4]>)>,
     /// Held while rebuilding, so a burst of requests after a change rebuilds once.
@@ -101,6 +104,7 @@ impl Authorizer {
         let authorizer = Self {
             policy: RwLock::new((Arc::new(Policy::default()), None)),
             sources,
+            nodes: node::NodeAuthorizer::new(cache).await?,
             rebuilding: Mutex::new(()),
         };
         authorizer.rebuild();
@@ -150,36 +154,43 @@ impl Authorizer {
                 reason: String::new(),
             };
         }
+        let allowed = Decision {
+            allowed: true,
+            reason: String::new(),
+        };
         let policy = self.policy();
-        // Nodes (`system:node:<name>` in `system:nodes`) hold the `system:node` role's rules,
-        // which upstream's Node authorizer grants. Not yet built: its graph, which narrows a
-        // node's reads of secrets, configmaps and volumes to those its own pods use.
-        if user.name.starts_with(NODE_USER_PREFIX)
-            && user.groups.iter().any(|g| g == NODES_GROUP)
-            && policy.cluster_role_allows("system:node", request)
-        {
-            return Decision {
-                allowed: true,
-                reason: String::new(),
-            };
+        // Each authorizer without an opinion may say why; a denial gives every reason.
+        let mut reasons = Vec::new();
+        match self.nodes.authorize(user, request) {
+            Some(node::Verdict::Allow) => return allowed,
+            Some(node::Verdict::NoOpinion(reason)) => reasons.push(reason),
+            // The node rules are the `system:node` role's (no binding grants it upstream).
+            Some(node::Verdict::NodeRules)
+                if policy.cluster_role_allows("system:node", request) =>
+            {
+                return allowed;
+            }
+            Some(node::Verdict::NodeRules) | None => {}
         }
         let mut visit = policy.visit(user, request);
         // Upstream's error aggregate says each message once.
         let mut seen = std::collections::HashSet::new();
         visit.errors.retain(|e| seen.insert(e.clone()));
-        match visit.allowed_by {
-            Some(by) => Decision {
+        if let Some(by) = visit.allowed_by {
+            return Decision {
                 allowed: true,
                 reason: format!("RBAC: allowed by {by}"),
-            },
-            None => Decision {
-                allowed: false,
-                reason: match visit.errors.as_slice() {
-                    [] => String::new(),
-                    [one] => format!("RBAC: {one}"),
-                    many => format!("RBAC: [{}]", many.join(", ")),
-                },
-            },
+            };
+        }
+        match visit.errors.as_slice() {
+            [] => {}
+            [one] => reasons.push(format!("RBAC: {one}")),
+            many => reasons.push(format!("RBAC: [{}]", many.join(", "))),
+        }
+        reasons.retain(|r| !r.is_empty());
+        Decision {
+            allowed: false,
+            reason: reasons.join("\n"),
         }
     }
 
@@ -197,9 +208,6 @@ impl Authorizer {
         self.policy().rules_for(user, namespace)
     }
 }
-
-const NODE_USER_PREFIX: &str = "system:node:";
-const NODES_GROUP: &str = "system:nodes";
 
 /// Upstream's `responsewriters.Forbidden`: its `forbiddenMessage` (plus the authorizer's
 /// reason) inside `errors.NewForbidden` for the requested resource.

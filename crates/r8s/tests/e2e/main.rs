@@ -18,6 +18,7 @@ mod kube_rs;
 mod kubectl;
 mod kubelet;
 mod node_and_service_controllers;
+mod node_authorizer;
 mod overload;
 mod rbac;
 mod scheduler;

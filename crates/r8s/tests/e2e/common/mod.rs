@@ -75,8 +75,13 @@ impl TestServer {
 
     /// `r8s server` with its agent on `switch` at `ip`, serving the API there for other nodes.
     pub fn start_node_on(switch: &node::Switch, ip: &str) -> Self {
+        Self::start_node_on_with(switch, ip, &[])
+    }
+
+    /// [`Self::start_node_on`] with more `r8s server` flags.
+    pub fn start_node_on_with(switch: &node::Switch, ip: &str, extra_args: &[&str]) -> Self {
         let net = node::NodeNet::on_switch(switch, ip);
-        Self::start_node_net(tempfile::tempdir().unwrap(), net, &[])
+        Self::start_node_net(tempfile::tempdir().unwrap(), net, extra_args)
     }
 
     fn start_node_net(
