@@ -102,9 +102,6 @@ fn controllers() -> Vec<(&'static str, Run)> {
         ("csrapproving", |client, clock| {
             Box::pin(certificates::approving::run(client, clock))
         }),
-        ("service-lb-controller", |client, clock| {
-            Box::pin(service_lb::run(client, clock))
-        }),
     ]
 }
 
@@ -121,6 +118,9 @@ pub struct Options {
     /// The CA csrsigning issues certificates with; none: csrsigning does not run (upstream
     /// starts it only when its signing files are configured).
     pub cluster_signing: Option<certificates::SigningCa>,
+    /// Addresses for LoadBalancer Services (`r8s server --lb-pool`); none: the nodes'
+    /// addresses.
+    pub lb_pool: Option<service_lb::Pool>,
 }
 
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
@@ -161,14 +161,35 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             ))
         }));
     }
+    let (lb_client, lb_clock, lb_pool) = (client.clone(), clock.clone(), options.lb_pool.clone());
+    tasks.push(supervise("service-lb-controller", move || {
+        Box::pin(service_lb::run(
+            lb_client.clone(),
+            lb_clock.clone(),
+            lb_pool.clone(),
+        ))
+    }));
     tasks.push(supervise("root-ca-cert-publisher", move || {
         Box::pin(root_ca_publisher::run(
             client.clone(),
             options.root_ca_pem.clone(),
         ))
     }));
-    futures::future::join_all(tasks).await;
+    // Dropping this future (a lost leader election) stops every controller.
+    let mut tasks = AbortOnDrop(tasks);
+    futures::future::join_all(tasks.0.iter_mut()).await;
     Ok(())
+}
+
+/// Tasks aborted when their owner is dropped.
+struct AbortOnDrop<T>(Vec<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Runs one controller, restarting it a second after it stops, fails or panics.
@@ -178,7 +199,9 @@ where
 {
     tokio::spawn(async move {
         loop {
-            match tokio::spawn(start()).await {
+            // Aborting the supervisor aborts the controller too.
+            let mut controller = AbortOnDrop(vec![tokio::spawn(start())]);
+            match (&mut controller.0[0]).await {
                 Ok(Ok(())) => tracing::warn!(controller = name, "controller stopped"),
                 Ok(Err(error)) => {
                     tracing::error!(

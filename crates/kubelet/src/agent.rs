@@ -270,6 +270,11 @@ impl Agent {
             config.node_name.clone(),
             config.cluster_cidr.clone(),
         ));
+        background.push(tokio::spawn(r8s_network::announce::run(
+            client.clone(),
+            config.node_name.clone(),
+            config.node_ip,
+        )));
         let dns = tokio::spawn(cluster_dns(client.clone(), config.clone()));
         let ingress = tokio::spawn(ingress_controller(client.clone(), config.clone()));
         cni::write(

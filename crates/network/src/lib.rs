@@ -1,7 +1,9 @@
-//! The node's network: routes to the other nodes' pods (see [`routes`]), and the service proxy,
+//! The node's network: routes to the other nodes' pods (see [`routes`]), the service proxy,
 //! which keeps one nftables table (`r8s-proxy`) in step with Services and EndpointSlices,
-//! replaced atomically on each change (see [`rules`]).
+//! replaced atomically on each change (see [`rules`]), and the announcer that draws traffic
+//! for pool load-balancer addresses to one node (see [`announce`]).
 
+pub mod announce;
 pub mod routes;
 pub mod rules;
 

@@ -43,7 +43,8 @@ pub fn desired(nodes: &[Node], own_name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
+/// Runs `ip` with `args`: its output, or what it said when it failed.
+pub(crate) fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
         .args(args)
         .output()

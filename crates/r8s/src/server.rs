@@ -56,6 +56,11 @@ pub struct ServerArgs {
     /// Pod CIDRs for nodes come from this range, one /24 each.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// Addresses for LoadBalancer Services, one each, announced on the nodes' network by ARP
+    /// (MetalLB's L2 mode): a CIDR (every address of it) or FIRST-LAST, IPv4 (repeatable).
+    /// Without it, LoadBalancer Services get the Ready nodes' addresses.
+    #[arg(long = "lb-pool", value_name = "RANGE")]
+    lb_pool: Vec<r8s_controllers::service_lb::AddressRange>,
     #[command(flatten)]
     agent: crate::agent::NodeArgs,
 }
@@ -72,6 +77,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let cluster_cidr = parse_cidr(&args.cluster_cidr).context("--cluster-cidr")?;
     let node_port_range =
         parse_port_range(&args.service_node_port_range).context("--service-node-port-range")?;
+    let lb_pool = lb_pool(&args.lb_pool, &[service_cidr, cluster_cidr])?;
     let store_dir = args.data_dir.join("server").join("db");
     let store = r8s_store::open(args.datastore_endpoint.as_deref(), &store_dir)
         .await
@@ -143,6 +149,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.node_monitor_grace_period,
         args.cluster_signing_duration,
         cluster_cidr,
+        lb_pool,
     ));
     let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
     let admin = crate::agent::admin_client(&kubeconfig).await?;
@@ -171,6 +178,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The `--lb-pool` ranges as one pool (none given: none), refused where they overlap the
+/// cluster's own ranges, whose addresses the service rules and routes already claim.
+fn lb_pool(
+    ranges: &[r8s_controllers::service_lb::AddressRange],
+    cluster_ranges: &[(Ipv4Addr, u8)],
+) -> anyhow::Result<Option<r8s_controllers::service_lb::Pool>> {
+    if ranges.is_empty() {
+        return Ok(None);
+    }
+    for range in ranges {
+        for &(base, bits) in cluster_ranges {
+            let cluster: r8s_controllers::service_lb::AddressRange =
+                format!("{base}/{bits}").parse()?;
+            if range.overlaps(&cluster) {
+                anyhow::bail!(
+                    "--lb-pool {range} overlaps the cluster's range {base}/{bits} (--service-cidr \
+                     or --cluster-cidr)"
+                );
+            }
+        }
+    }
+    Ok(Some(r8s_controllers::service_lb::Pool::new(ranges)))
+}
+
 /// The controller manager, a client of the API server like any other.
 async fn run_controllers(
     kubeconfig: PathBuf,
@@ -178,6 +209,7 @@ async fn run_controllers(
     node_monitor_grace_period: std::time::Duration,
     cluster_signing_duration: std::time::Duration,
     cluster_cidr: (Ipv4Addr, u8),
+    lb_pool: Option<r8s_controllers::service_lb::Pool>,
 ) -> anyhow::Result<()> {
     // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
     let config = kube::Config::from_custom_kubeconfig(
@@ -199,8 +231,24 @@ async fn run_controllers(
             cluster: cluster_cidr,
             node_mask: 24,
         }),
+        lb_pool,
     };
-    r8s_controllers::run(client, options).await
+    // One controller manager at a time among servers sharing a store: the holder of the
+    // `kube-system/kube-controller-manager` Lease, as upstream's.
+    let identity = r8s_scheduler::leader_election::identity();
+    loop {
+        let lease = r8s_scheduler::leader_election::LeaderElector::new(
+            client.clone(),
+            "kube-controller-manager",
+            &identity,
+        );
+        lease.acquire().await;
+        tracing::info!(%identity, "became the leading controller manager");
+        tokio::select! {
+            result = r8s_controllers::run(client.clone(), options.clone()) => return result,
+            () = lease.keep() => tracing::warn!("lost the controller-manager lease; standing by"),
+        }
+    }
 }
 
 /// The scheduler, a client of the API server like any other (and like the controller manager,

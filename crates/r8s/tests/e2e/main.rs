@@ -17,6 +17,7 @@ mod join;
 mod kube_rs;
 mod kubectl;
 mod kubelet;
+mod lb_pool;
 mod node_and_service_controllers;
 mod node_authorizer;
 mod overload;

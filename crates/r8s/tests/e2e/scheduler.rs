@@ -250,3 +250,69 @@ fn a_scheduler_lease_is_held_in_kube_system() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `holderIdentity` of a Lease in kube-system, once there is one.
+fn lease_holder(server: &TestServer, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let holder = server.kubectl_ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            name,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+            "--ignore-not-found",
+        ]);
+        if !holder.is_empty() {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no {name} lease");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_controller_manager_stands_by_while_another_holds_its_lease() {
+    let server = TestServer::start();
+    let ours = lease_holder(&server, "kube-controller-manager");
+    // Another server takes the lease (as one sharing the store would once ours lapsed).
+    let renewed = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .unwrap();
+    let renewed = String::from_utf8_lossy(&renewed.stdout).trim().to_owned();
+    server.kubectl_ok(&[
+        "patch",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"holderIdentity":"other-server_1","renewTime":"{renewed}","leaseDurationSeconds":15}}}}"#
+        ),
+    ]);
+    // Its next renewal (every 2 s) finds the lease taken, and the controllers stop.
+    std::thread::sleep(Duration::from_secs(3));
+    server.kubectl_ok(&["create", "deployment", "standby", "--image=nginx"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let sets = server.kubectl_ok(&["get", "replicasets", "-o", "name"]);
+    assert!(sets.is_empty(), "a controller ran while standing by: {sets}");
+    assert_eq!(
+        lease_holder(&server, "kube-controller-manager"),
+        "other-server_1"
+    );
+    // The other holder stops renewing: after the lease duration, ours takes over again.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while server
+        .kubectl_ok(&["get", "replicasets", "-o", "name"])
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the controller manager never took the lease back");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(lease_holder(&server, "kube-controller-manager"), ours);
+}
