@@ -18,9 +18,7 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher};
 
-/// Changes arriving together are written once: wait this long after one for the rest.
-const SETTLE: Duration = Duration::from_millis(50);
-/// How often the table is rewritten even without changes (someone may have flushed it).
+/// How often the table is checked for (someone may have deleted it; it is then rewritten).
 const RESYNC: Duration = Duration::from_secs(60);
 
 /// Loads `ruleset` with `nft -f -`: one transaction, all or nothing.
@@ -86,15 +84,14 @@ pub async fn run(client: Client, node_name: String, cluster_cidr: String) {
     .map(|e| e.map(|_| ()));
     let mut events = futures::stream::select(service_events, slice_events).boxed();
     let mut resync = tokio::time::interval(RESYNC);
-    let mut last = String::new();
+    // What the table holds now, as last written; none: write it whole.
+    let mut applied: Option<rules::Ruleset> = None;
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(())) => {
-                    tokio::time::sleep(SETTLE).await;
-                    // What arrived meanwhile is in the stores already.
-                    while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {}
-                }
+                // Changes that arrived meanwhile (or while the last write ran) are in the
+                // stores already: one write covers them all, with no waiting for more.
+                Some(Ok(())) => while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {},
                 Some(Err(e)) => {
                     tracing::debug!("service proxy watch failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -102,26 +99,61 @@ pub async fn run(client: Client, node_name: String, cluster_cidr: String) {
                 }
                 None => return,
             },
-            _ = resync.tick() => last.clear(),
+            _ = resync.tick() => {
+                if applied.is_some() && !present().await {
+                    tracing::warn!("the service rules' table is gone; writing it again");
+                    applied = None;
+                }
+            }
         }
         // The stores fill only while the streams are polled: never wait on them here.
         if !ready(&services) || !ready(&slices) {
             continue;
         }
-        let all_services: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
-        let all_slices: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-        let ruleset = rules::render(&rules::Input {
+        let wanted = rules::render(&rules::Input {
             node_name: &node_name,
             cluster_cidr: &cluster_cidr,
-            services: &all_services,
-            slices: &all_slices,
+            services: &services.state(),
+            slices: &slices.state(),
         });
-        if ruleset == last {
-            continue;
-        }
-        match load(&ruleset) {
-            Ok(()) => last = ruleset,
-            Err(e) => tracing::warn!("{e:#}"),
-        }
+        let changes = match &applied {
+            Some(old) if *old == wanted => continue,
+            Some(old) => wanted.changes_from(old),
+            None => wanted.full(),
+        };
+        let written = match load_blocking(changes).await {
+            Ok(()) => Ok(()),
+            // A table changed behind our back refuses the difference: write it whole.
+            Err(e) if applied.is_some() => {
+                tracing::warn!("{e:#}; writing the whole table");
+                load_blocking(wanted.full()).await
+            }
+            Err(e) => Err(e),
+        };
+        applied = match written {
+            Ok(()) => Some(wanted),
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                None
+            }
+        };
     }
+}
+
+/// [`load`] off the async threads (nft takes a while for a big table).
+async fn load_blocking(ruleset: String) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || load(&ruleset))
+        .await
+        .map_err(|e| anyhow::anyhow!("nft did not finish: {e}"))?
+}
+
+/// Whether the table is there (a cheap look at its smallest chain).
+async fn present() -> bool {
+    tokio::process::Command::new("nft")
+        .args(["list", "chain", "ip", rules::TABLE, "services"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }

@@ -32,13 +32,19 @@ fn web() -> Service {
     }))
 }
 
-fn render_with(services: &[Service], slices: &[EndpointSlice]) -> String {
+fn ruleset(services: &[Service], slices: &[EndpointSlice]) -> Ruleset {
+    let services: Vec<Arc<Service>> = services.iter().cloned().map(Arc::new).collect();
+    let slices: Vec<Arc<EndpointSlice>> = slices.iter().cloned().map(Arc::new).collect();
     render(&Input {
         node_name: "n1",
         cluster_cidr: "10.244.0.0/16",
-        services,
-        slices,
+        services: &services,
+        slices: &slices,
     })
+}
+
+fn render_with(services: &[Service], slices: &[EndpointSlice]) -> String {
+    ruleset(services, slices).full()
 }
 
 #[test]
@@ -55,11 +61,12 @@ fn cluster_ips_and_node_ports_dnat_to_ready_endpoints_at_random() {
     let text = render_with(&[web()], &slices);
     assert!(text.starts_with("add table ip r8s-proxy\ndelete table ip r8s-proxy\n"));
     assert!(
-        text.contains("ip daddr 10.96.0.20 tcp dport 80 goto svc-"),
+        text.contains("elements = { 10.96.0.20 . tcp . 80 : goto svc-"),
         "{text}"
     );
     assert!(
-        text.contains("fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 30080 goto ext-")
+        text.contains("elements = { tcp . 30080 : goto ext-"),
+        "{text}"
     );
     assert!(text.contains("numgen random mod 2 vmap"), "{text}");
     assert!(text.contains("meta l4proto tcp dnat to 10.244.0.5:8080"));
@@ -114,7 +121,7 @@ fn local_traffic_policies_keep_to_this_nodes_endpoints() {
     )];
     let text = render_with(&[local], &slices);
     // No local endpoint: the ClusterIP has no rule, external traffic is dropped.
-    assert!(!text.contains("ip daddr 10.96.0.20"), "{text}");
+    assert!(!text.contains("10.96.0.20 . tcp"), "{text}");
     assert!(text.contains("    drop\n"), "{text}");
 }
 
@@ -166,5 +173,126 @@ fn the_ruleset_is_valid_nftables() {
         out.status.success(),
         "{}\n{text}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Ten web-like services, the first `ready` of them with an endpoint each.
+fn fleet(ready: usize, affinity: bool) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut services = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..10 {
+        let name = format!("web{i}");
+        let mut service = web();
+        service.metadata.name = Some(name.clone());
+        let spec = service.spec.as_mut().unwrap();
+        spec.cluster_ip = Some(format!("10.96.0.{}", 20 + i));
+        spec.cluster_ips = Some(vec![format!("10.96.0.{}", 20 + i)]);
+        spec.ports.as_mut().unwrap()[0].node_port = Some(30080 + i as i32);
+        if affinity && i % 2 == 0 {
+            spec.session_affinity = Some("ClientIP".into());
+        }
+        services.push(service);
+        if i < ready {
+            slices.push(slice(
+                &name,
+                ("http", 8080),
+                json!([{ "addresses": [format!("10.244.0.{}", 5 + i)], "conditions": { "ready": true } }]),
+            ));
+        }
+    }
+    (services, slices)
+}
+
+/// Runs `steps` of nft input in a network namespace of its own; the table it ends with.
+fn applied(steps: &[String]) -> Option<String> {
+    let mut script = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("r8s-rules-{}-{run}-{i}.nft", std::process::id()));
+        std::fs::write(&path, step).unwrap();
+        script.push_str(&format!("nft -f {} && ", path.display()));
+    }
+    script.push_str("nft list table ip r8s-proxy");
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .ok()?;
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted")
+    {
+        eprintln!("no network namespaces here: the check is skipped");
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        steps.join("\n----\n")
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_change_is_applied_as_its_difference_and_ends_where_a_full_write_would() {
+    let (services, slices) = fleet(10, true);
+    let before = ruleset(&services, &slices);
+    // Some services lose their endpoints, one goes, one comes, one changes port.
+    let (mut services_after, slices_after) = fleet(6, true);
+    services_after.remove(3);
+    let mut extra = web();
+    extra.metadata.name = Some("extra".into());
+    extra.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(31000);
+    extra.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.99".into());
+    extra.spec.as_mut().unwrap().cluster_ips = Some(vec!["10.96.0.99".into()]);
+    services_after.push(extra);
+    services_after[0]
+        .spec
+        .as_mut()
+        .unwrap()
+        .ports
+        .as_mut()
+        .unwrap()[0]
+        .port = 81;
+    let mut slices_after = slices_after;
+    slices_after.push(slice(
+        "extra",
+        ("http", 8080),
+        json!([{ "addresses": ["10.244.0.50"], "conditions": { "ready": true } }]),
+    ));
+    let after = ruleset(&services_after, &slices_after);
+    let changes = after.changes_from(&before);
+    assert!(!changes.contains("delete table"), "{changes}");
+    assert_eq!(after.changes_from(&after), "");
+    // One service losing its endpoint touches only its own pieces.
+    let (services_one, slices_one) = fleet(9, true);
+    let one = ruleset(&services_one, &slices_one).changes_from(&before);
+    assert!(one.lines().all(|l| !l.starts_with("add")), "{one}");
+    assert_eq!(
+        one.matches("delete chain").count(),
+        3,
+        "svc, ext, sep: {one}"
+    );
+    let Some(incremental) = applied(&[before.full(), changes]) else {
+        return;
+    };
+    let whole = applied(&[after.full()]).unwrap();
+    // Chains, sets and map elements may be listed in another order: compare sorted lines,
+    // one map element per line.
+    let blocks = |text: &str| {
+        let mut lines: Vec<String> = text
+            .replace("elements = {", "elements = {\n")
+            .split(['\n', ','])
+            .map(|l| l.trim().trim_end_matches('}').trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        blocks(&incremental),
+        blocks(&whole),
+        "{incremental}\n----\n{whole}"
     );
 }
