@@ -25,8 +25,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
-use kube::api::Api;
-use kube::runtime::{reflector, watcher};
 use sha2::{Digest, Sha256};
 
 use crate::routes::ip;
@@ -138,14 +136,7 @@ pub fn desired(
         if spec.type_.as_deref() != Some("LoadBalancer") || spec.load_balancer_class.is_some() {
             continue;
         }
-        let addresses: Vec<Ipv4Addr> = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref())
+        let addresses: Vec<Ipv4Addr> = crate::load_balancer_ips(service)
             .filter(|ip| !not_ours.contains(*ip))
             .filter_map(|ip| ip.parse().ok())
             .collect();
@@ -435,14 +426,6 @@ impl Drop for Withdraw {
     }
 }
 
-fn ready<K>(store: &reflector::Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some()
-}
-
 /// Keeps this node's announced addresses in step with the cluster until the task is aborted.
 pub async fn run(client: Client, node_name: String, node_ip: IpAddr) {
     let IpAddr::V4(node_ip) = node_ip else {
@@ -450,35 +433,10 @@ pub async fn run(client: Client, node_name: String, node_ip: IpAddr) {
         return;
     };
     let _withdraw = Withdraw;
-    let (services, services_writer) = reflector::store::<Service>();
-    let (nodes, nodes_writer) = reflector::store::<Node>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let service_events = reflector(
-        services_writer,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .map(|e| e.map(|_| ()));
-    let node_events = reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .map(|e| e.map(|_| ()));
-    let slice_events = reflector(
-        slices_writer,
-        watcher(
-            Api::<EndpointSlice>::all(client),
-            watcher::Config::default(),
-        ),
-    )
-    .map(|e| e.map(|_| ()));
-    let mut events = futures::stream::select_all([
-        service_events.boxed(),
-        node_events.boxed(),
-        slice_events.boxed(),
-    ]);
+    let (services, service_events) = crate::watch_all::<Service>(&client);
+    let (nodes, node_events) = crate::watch_all::<Node>(&client);
+    let (slices, slice_events) = crate::watch_all::<EndpointSlice>(&client);
+    let mut events = futures::stream::select_all([service_events, node_events, slice_events]);
     let mut resync = tokio::time::interval(RESYNC);
     let mut node_addresses_seen = BTreeSet::new();
     loop {
@@ -498,7 +456,7 @@ pub async fn run(client: Client, node_name: String, node_ip: IpAddr) {
             _ = resync.tick() => {}
         }
         // The stores fill only while the streams are polled: never wait on them here.
-        if !ready(&services) || !ready(&nodes) || !ready(&slices) {
+        if !crate::ready(&services) || !crate::ready(&nodes) || !crate::ready(&slices) {
             continue;
         }
         let all_services: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();

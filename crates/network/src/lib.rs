@@ -53,8 +53,47 @@ pub fn remove() {
         .status();
 }
 
+/// A store of every `K` in the cluster and the stream of its changes; the store fills only
+/// while the stream is polled.
+pub(crate) fn watch_all<K>(
+    client: &Client,
+) -> (
+    reflector::Store<K>,
+    futures::stream::BoxStream<'static, Result<(), watcher::Error>>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let events = reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .map(|e| e.map(|_| ()))
+    .boxed();
+    (store, events)
+}
+
+/// The load-balancer addresses in a Service's status.
+pub(crate) fn load_balancer_ips(service: &Service) -> impl Iterator<Item = &str> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref())
+}
+
 /// Whether a reflector's store has had its first full list.
-fn ready<K>(store: &reflector::Store<K>) -> bool
+pub(crate) fn ready<K>(store: &reflector::Store<K>) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -64,24 +103,8 @@ where
 
 /// Keeps the service rules in step with the cluster until the task is aborted.
 pub async fn run(client: Client, node_name: String, cluster_cidr: String) {
-    let (services, services_writer) = reflector::store::<Service>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let service_events = reflector(
-        services_writer,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .map(|e| e.map(|_| ()));
-    let slice_events = reflector(
-        slices_writer,
-        watcher(
-            Api::<EndpointSlice>::all(client),
-            watcher::Config::default(),
-        ),
-    )
-    .map(|e| e.map(|_| ()));
+    let (services, service_events) = watch_all::<Service>(&client);
+    let (slices, slice_events) = watch_all::<EndpointSlice>(&client);
     let mut events = futures::stream::select(service_events, slice_events).boxed();
     let mut resync = tokio::time::interval(RESYNC);
     // What the table holds now, as last written; none: write it whole.

@@ -311,16 +311,7 @@ fn render_service(
         .iter()
         .flatten()
         .cloned()
-        .chain(
-            service
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.clone()),
-        )
+        .chain(crate::load_balancer_ips(service).map(str::to_owned))
         .filter(|ip| !ip.contains(':'))
         .collect();
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {

@@ -480,31 +480,7 @@ spec:
     assert!(answers.contains("Welcome to nginx!"), "{answers}");
 
     // An Ingress, served by the controller on a worker, by host over HTTP and HTTPS.
-    let (crt, key) = (
-        cluster.dir.path().join("web.crt"),
-        cluster.dir.path().join("web.key"),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=web.example",
-            "-addext",
-            "subjectAltName=DNS:web.example",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (crt, key) = common::self_signed_cert(cluster.dir.path(), "web.example");
     cluster.kubectl_ok(&[
         "create",
         "secret",

@@ -1669,28 +1669,7 @@ spec:
 fn an_ingress_routes_by_host_and_path_over_http_and_https() {
     let server = node();
     let dir = server.data_dir.path();
-    let (crt, key) = (dir.join("web.crt"), dir.join("web.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=web.example",
-            "-addext",
-            "subjectAltName=DNS:web.example",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (crt, key) = common::self_signed_cert(dir, "web.example");
     server.kubectl_ok(&[
         "create",
         "secret",

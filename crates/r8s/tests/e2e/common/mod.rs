@@ -370,6 +370,30 @@ impl Drop for TestServer {
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.
+/// A self-signed certificate and key for `host` in `dir` (`web.crt`, `web.key`), as a site's
+/// TLS Secret would hold them.
+pub fn self_signed_cert(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("web.crt"), dir.join("web.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={host}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (crt, key)
+}
+
 pub fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
