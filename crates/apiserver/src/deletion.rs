@@ -8,7 +8,9 @@ use r8s_api::kinds::{self, Deletion};
 use r8s_store::{Revision, StoreError};
 use serde_json::{Value, json};
 
+use crate::admission;
 use crate::allocator;
+use crate::authz::User;
 use crate::objects::{self, Query};
 use crate::registry::Registry;
 use crate::router::ResourcePath;
@@ -38,11 +40,21 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// The deprecated `orphanDependents=false` still changes the answer to 202, as upstream.
     orphan_dependents: Option<bool>,
+    /// Who asked, for admission webhooks; `None` for the server's own deletes.
+    pub user: Option<User>,
 }
 
 impl DeleteOptions {
     /// Upstream reads the options from the body when there is one, else from the query.
     pub fn from_request(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
+        let options = Self::parse(body, query)?;
+        Ok(Self {
+            user: query.user.clone(),
+            ..options
+        })
+    }
+
+    fn parse(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
         let Some(body) = body else {
             return Self::build(
                 query.grace_period_seconds,
@@ -148,6 +160,7 @@ impl DeleteOptions {
             precondition_resource_version,
             dry_run,
             orphan_dependents,
+            user: None,
         })
     }
 
@@ -290,6 +303,8 @@ impl Registry {
         for _ in 0..MAX_RETRIES {
             let current = self.get(path, name).await?;
             options.check_preconditions(&current, subject)?;
+            let user = options.user.as_ref();
+            admission::admit_delete(self, path, name, &current, user, options.dry_run).await?;
             let revision: Revision = current["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|rv| rv.parse().ok())

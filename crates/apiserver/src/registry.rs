@@ -281,8 +281,11 @@ impl Registry {
             false,
             false,
         )?;
-        self.create_tracked(path, body, query, Tracking::Update(None))
-            .await
+        let create = self.create_tracked(path, body, query, Tracking::Update(None));
+        let (created, from_webhooks) = admission::collect_warnings(create).await;
+        let (object, mut warnings) = created?;
+        warnings.extend(from_webhooks);
+        Ok((object, warnings))
     }
 
     async fn create_tracked(
@@ -474,17 +477,18 @@ impl Registry {
                 _ => None,
             };
         let subresource = path.subresource.clone();
-        let updated = self
-            .modify(path, name, query, expected, move |current| {
-                Ok(merge_update(
-                    resource,
-                    subresource.as_deref(),
-                    current,
-                    object.clone(),
-                ))
-            })
-            .await?;
-        Ok((updated, warnings))
+        let update = self.modify(path, name, query, expected, move |current| {
+            Ok(merge_update(
+                resource,
+                subresource.as_deref(),
+                current,
+                object.clone(),
+            ))
+        });
+        let (updated, from_webhooks) = admission::collect_warnings(update).await;
+        let mut warnings = warnings;
+        warnings.extend(from_webhooks);
+        Ok((updated?, warnings))
     }
 
     /// PATCH with a JSON patch, a JSON merge patch, a strategic merge patch or a server-side
@@ -506,7 +510,11 @@ impl Registry {
             query.force.is_some(),
         )?;
         if let PatchKind::Apply = kind {
-            return self.apply(path, name, &patch, query).await;
+            let apply = self.apply(path, name, &patch, query);
+            let (applied, from_webhooks) = admission::collect_warnings(apply).await;
+            let (code, object, mut warnings) = applied?;
+            warnings.extend(from_webhooks);
+            return Ok((code, object, warnings));
         }
         let patch: Value = serde_json::from_slice(&patch)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -529,38 +537,36 @@ impl Registry {
         };
         let subresource = path.subresource.clone();
         let warnings = std::sync::Mutex::new(Vec::new());
-        let updated = self
-            .modify(path, name, query, None, |current| {
-                let mut patched = current.clone();
-                match (&json_patch, definition) {
-                    (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
-                        ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "Invalid",
-                            format!("the JSON patch could not be applied: {e}"),
-                        )
-                    })?,
-                    (None, Some(definition)) => {
-                        patched = strategic::apply(current, &patch, definition)?
-                    }
-                    (None, None) => json_patch::merge(&mut patched, &patch),
+        let patching = self.modify(path, name, query, None, |current| {
+            let mut patched = current.clone();
+            match (&json_patch, definition) {
+                (Some(ops), _) => json_patch::patch(&mut patched, ops).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })?,
+                (None, Some(definition)) => {
+                    patched = strategic::apply(current, &patch, definition)?
                 }
-                check_precondition(resource, current, &patched)?;
-                let unknown = prune(resource, &mut patched, query)?;
-                *warnings.lock().expect("poisoned") = unknown;
-                Ok(merge_update(
-                    resource,
-                    subresource.as_deref(),
-                    current,
-                    patched,
-                ))
-            })
-            .await?;
-        Ok((
-            StatusCode::OK,
-            updated,
-            warnings.into_inner().expect("poisoned"),
-        ))
+                (None, None) => json_patch::merge(&mut patched, &patch),
+            }
+            check_precondition(resource, current, &patched)?;
+            let unknown = prune(resource, &mut patched, query)?;
+            *warnings.lock().expect("poisoned") = unknown;
+            Ok(merge_update(
+                resource,
+                subresource.as_deref(),
+                current,
+                patched,
+            ))
+        });
+        let (updated, from_webhooks) = admission::collect_warnings(patching).await;
+        let updated = updated?;
+        let mut warnings = warnings.into_inner().expect("poisoned");
+        warnings.extend(from_webhooks);
+        Ok((StatusCode::OK, updated, warnings))
     }
 
     /// Server-side apply: merges the configuration into the object, or creates it.

@@ -26,7 +26,8 @@ pub use discovery::discover_ca;
 pub use error::PkiError;
 pub use kubeconfig::{CLUSTER_NAME, write_kubeconfig};
 pub use node_pki::{
-    NODES_GROUP, NodeCsr, NodeServing, cert_not_after, cert_validity, ensure_node_serving_cert, node_csr,
+    NODES_GROUP, NodeCsr, NodeServing, cert_not_after, cert_validity, ensure_node_serving_cert,
+    node_csr,
 };
 pub use server_pki::{
     ADMIN_COMMON_NAME, ADMIN_ORGANIZATION, IssueReason, Issued, KUBELET_CLIENT_COMMON_NAME,

@@ -94,11 +94,19 @@ impl RotatingIdentity {
 
     /// The certificate and key in use.
     pub fn pem(&self) -> Pem {
-        self.current.read().expect("identity lock poisoned").0.clone()
+        self.current
+            .read()
+            .expect("identity lock poisoned")
+            .0
+            .clone()
     }
 
     fn key(&self) -> Arc<rustls::sign::CertifiedKey> {
-        self.current.read().expect("identity lock poisoned").1.clone()
+        self.current
+            .read()
+            .expect("identity lock poisoned")
+            .1
+            .clone()
     }
 }
 

@@ -9,6 +9,7 @@ mod limit_ranger;
 mod node_restriction;
 mod resource_quota;
 mod service_account;
+mod webhook;
 
 use r8s_api::Resource;
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ use crate::authz::User;
 use crate::objects;
 use crate::registry::Registry;
 use crate::status::ApiError;
+pub use webhook::collect_warnings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -57,7 +59,7 @@ impl Attributes<'_> {
     }
 
     /// Upstream's `admission.NewForbidden`: `pods "x" is forbidden: <why>`.
-    fn forbidden(&self, why: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn forbidden(&self, why: impl std::fmt::Display) -> ApiError {
         let qualified = if self.resource.group.is_empty() {
             self.resource.plural.to_owned()
         } else {
@@ -89,7 +91,8 @@ pub async fn admit(
         node_restriction::admit(attributes, object)?;
         service_account::admit(registry, attributes, object).await?;
         limit_ranger::admit(registry, attributes, object).await?;
-        default_storage_class::admit(registry, attributes, object).await
+        default_storage_class::admit(registry, attributes, object).await?;
+        webhook::admit(registry, attributes, object).await
     };
     admitted.await.inspect_err(|e| attributes.log_denial(e))
 }
@@ -102,10 +105,46 @@ pub async fn validate(
     object: &Value,
 ) -> Result<(), ApiError> {
     let validated = async {
+        // Upstream's RBAC storage refuses privilege escalation before validating admission.
+        crate::authz::escalation::validate(registry, attributes, object).await?;
         limit_ranger::validate(registry, attributes, object).await?;
+        webhook::validate(registry, attributes, object).await?;
         resource_quota::validate(registry, attributes, object).await
     };
     validated.await.inspect_err(|e| attributes.log_denial(e))
+}
+
+/// A DELETE through the admission plugins that look at deletes (of r8s's, only the webhooks);
+/// `old` is the object about to be deleted.
+pub async fn admit_delete(
+    registry: &Registry,
+    path: &crate::router::ResourcePath,
+    name: &str,
+    old: &Value,
+    user: Option<&User>,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let request = webhook::Request {
+        resource: path.resource,
+        subresource: path.subresource.as_deref(),
+        operation: webhook::DELETE,
+        namespace: path.namespace.as_deref(),
+        name,
+        old: Some(old),
+        user,
+        dry_run,
+    };
+    webhook::admit_delete(registry, &request)
+        .await
+        .inspect_err(|e| {
+            tracing::debug!(
+                user = user.map(|u| u.name.as_str()),
+                resource = path.resource.plural,
+                name,
+                reason = e.message,
+                "admission denied a delete"
+            )
+        })
 }
 
 /// The objects of a core or named resource in one namespace (or all), from the watch cache.

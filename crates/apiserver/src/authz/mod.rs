@@ -5,6 +5,7 @@
 //! so a decision never touches the store. A denied request gets upstream's 403.
 
 pub mod aggregation;
+pub mod escalation;
 pub mod impersonation;
 mod node;
 mod rbac;
@@ -63,6 +64,29 @@ struct Sources {
 }
 
 impl Sources {
+    async fn new(cache: &WatchCache) -> Result<Self, ApiError> {
+        let source = |plural| cache.resource(rbac_resource(plural));
+        Ok(Self {
+            cluster_roles: source("clusterroles").await?,
+            roles: source("roles").await?,
+            cluster_role_bindings: source("clusterrolebindings").await?,
+            role_bindings: source("rolebindings").await?,
+        })
+    }
+
+    /// The index of the objects the caches hold now.
+    fn policy(&self) -> Policy {
+        Policy::build(
+            &objects(&self.cluster_roles, rbac_resource("clusterroles")),
+            &objects(&self.roles, rbac_resource("roles")),
+            &objects(
+                &self.cluster_role_bindings,
+                rbac_resource("clusterrolebindings"),
+            ),
+            &objects(&self.role_bindings, rbac_resource("rolebindings")),
+        )
+    }
+
     fn revisions(&self) -> [Revision; 4] {
         [
             self.cluster_roles.last_change(),
@@ -94,16 +118,9 @@ fn rbac_resource(plural: &str) -> &'static r8s_api::Resource {
 
 impl Authorizer {
     pub async fn new(cache: &WatchCache) -> Result<Self, ApiError> {
-        let source = |plural| cache.resource(rbac_resource(plural));
-        let sources = Sources {
-            cluster_roles: source("clusterroles").await?,
-            roles: source("roles").await?,
-            cluster_role_bindings: source("clusterrolebindings").await?,
-            role_bindings: source("rolebindings").await?,
-        };
         let authorizer = Self {
             policy: RwLock::new((Arc::new(Policy::default()), None)),
-            sources,
+            sources: Sources::new(cache).await?,
             nodes: node::NodeAuthorizer::new(cache).await?,
             rebuilding: Mutex::new(()),
         };
@@ -120,16 +137,7 @@ impl Authorizer {
                 return current.0.clone();
             }
         }
-        let s = &self.sources;
-        let policy = Arc::new(Policy::build(
-            &objects(&s.cluster_roles, rbac_resource("clusterroles")),
-            &objects(&s.roles, rbac_resource("roles")),
-            &objects(
-                &s.cluster_role_bindings,
-                rbac_resource("clusterrolebindings"),
-            ),
-            &objects(&s.role_bindings, rbac_resource("rolebindings")),
-        ));
+        let policy = Arc::new(self.sources.policy());
         *self.policy.write().expect("authorizer lock poisoned") = (policy.clone(), Some(revisions));
         policy
     }
@@ -207,6 +215,12 @@ impl Authorizer {
     pub fn rules_for(&self, user: &User, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
         self.policy().rules_for(user, namespace)
     }
+}
+
+/// The RBAC index as the watch caches hold it now, built afresh: for the registry's writes,
+/// which have the caches but not the request path's `Authorizer`.
+pub(crate) async fn current_policy(cache: &WatchCache) -> Result<Policy, ApiError> {
+    Ok(Sources::new(cache).await?.policy())
 }
 
 /// Upstream's `responsewriters.Forbidden`: its `forbiddenMessage` (plus the authorizer's

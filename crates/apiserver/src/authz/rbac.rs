@@ -150,6 +150,36 @@ impl Binding {
     }
 }
 
+/// The two kinds a `roleRef` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    Role,
+    ClusterRole,
+}
+
+/// Why a binding's role has no rules to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleRefError {
+    NotFound { kind: RoleKind, name: String },
+    UnsupportedKind(String),
+}
+
+/// Worded as the authorizer's listers word it (`clusterrole.rbac… "x" not found`).
+impl std::fmt::Display for RoleRefError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound { kind, name } => {
+                let resource = match kind {
+                    RoleKind::Role => "role",
+                    RoleKind::ClusterRole => "clusterrole",
+                };
+                write!(f, "{resource}.rbac.authorization.k8s.io {name:?} not found")
+            }
+            Self::UnsupportedKind(kind) => write!(f, "unsupported role reference kind: {kind:?}"),
+        }
+    }
+}
+
 /// Who a binding is indexed under: the usernames and groups its subjects name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SubjectKey {
@@ -168,7 +198,7 @@ pub struct Policy {
     namespace_bindings: HashMap<String, HashMap<SubjectKey, Vec<usize>>>,
 }
 
-fn rules_of(object: &Value) -> Vec<PolicyRule> {
+pub(super) fn rules_of(object: &Value) -> Vec<PolicyRule> {
     serde_json::from_value(object["rules"].clone()).unwrap_or_default()
 }
 
@@ -249,18 +279,33 @@ impl Policy {
         found
     }
 
-    fn role_rules(&self, binding: &Binding) -> Result<&[PolicyRule], String> {
-        let name = &binding.role_ref.name;
-        let found = match (binding.role_ref.kind.as_str(), &binding.namespace) {
+    fn role_rules(&self, binding: &Binding) -> Result<&[PolicyRule], RoleRefError> {
+        let role_ref = &binding.role_ref;
+        self.role_ref_rules(&role_ref.kind, &role_ref.name, binding.namespace.as_deref())
+    }
+
+    /// The rules of the role a binding in `namespace` (`None`: cluster-wide) refers to, as
+    /// upstream's `GetRoleReferenceRules` resolves a `roleRef`.
+    pub fn role_ref_rules(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Result<&[PolicyRule], RoleRefError> {
+        let missing = |kind| RoleRefError::NotFound {
+            kind,
+            name: name.to_owned(),
+        };
+        let found = match (kind, namespace) {
             ("ClusterRole", _) => self
                 .cluster_roles
                 .get(name)
-                .ok_or_else(|| format!("clusterrole.rbac.authorization.k8s.io {name:?} not found")),
+                .ok_or_else(|| missing(RoleKind::ClusterRole)),
             ("Role", Some(ns)) => self
                 .roles
-                .get(&(ns.clone(), name.clone()))
-                .ok_or_else(|| format!("role.rbac.authorization.k8s.io {name:?} not found")),
-            (kind, _) => Err(format!("unsupported role reference kind: {kind:?}")),
+                .get(&(ns.to_owned(), name.to_owned()))
+                .ok_or_else(|| missing(RoleKind::Role)),
+            (kind, _) => Err(RoleRefError::UnsupportedKind(kind.to_owned())),
         };
         found.map(Vec::as_slice)
     }
@@ -282,7 +327,7 @@ impl Policy {
                     return visit;
                 }
                 Ok(_) => {}
-                Err(e) => visit.errors.push(e),
+                Err(e) => visit.errors.push(e.to_string()),
             }
         }
         visit
@@ -290,6 +335,16 @@ impl Policy {
 
     /// Every rule `user` holds in `namespace`, and the errors met (upstream's `RulesFor`).
     pub fn rules_for(&self, user: &User, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
+        let (rules, errors) = self.resolve_rules(user, namespace);
+        (rules, errors.iter().map(RoleRefError::to_string).collect())
+    }
+
+    /// `rules_for` with the errors unformatted, for callers that word them differently.
+    pub fn resolve_rules(
+        &self,
+        user: &User,
+        namespace: &str,
+    ) -> (Vec<PolicyRule>, Vec<RoleRefError>) {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for index in self.bindings_for(user, namespace) {

@@ -1,6 +1,7 @@
 //! `r8s bench …`: benchmarks that print figures, with the reference measured in the same run.
 
 mod api;
+mod controllers;
 mod harness;
 mod network;
 mod node;
@@ -18,6 +19,8 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Scheduling throughput and latency on hollow nodes.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Deployments to fully available on hollow nodes: the Deployment and ReplicaSet controllers.
+    Controllers(controllers::ControllersBenchArgs),
     /// Pod startup latency on a real node beside the runtime's own, and the node's memory.
     Pods(pods::PodsBenchArgs),
     /// Service rule programming, the proxy's cost per request, and cluster DNS, on a real node.
@@ -29,6 +32,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
+        BenchCommand::Controllers(args) => controllers::run(args).await,
         BenchCommand::Pods(args) => pods::run(args).await,
         BenchCommand::Network(args) => network::run(args).await,
     }

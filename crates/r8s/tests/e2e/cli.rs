@@ -143,6 +143,59 @@ fn bench_store_json_reports_every_figure_for_both_backends() {
     assert!(churn["db_mib"].as_f64().unwrap() > 0.0);
 }
 
+#[test]
+fn bench_controllers_json_reports_every_figure() {
+    let out = r8s(&[
+        "bench",
+        "controllers",
+        "--json",
+        "--deployments",
+        "5",
+        "--replicas",
+        "2",
+        "--nodes",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().expect("output");
+    let json: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    let results = json["results"].as_array().expect("results");
+    let figure = |op: &str| {
+        results
+            .iter()
+            .find(|r| r["backend"] == "r8s" && r["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} figure in {last}"))
+    };
+    for op in [
+        "register_nodes",
+        "create_deploys",
+        "available",
+        "pods_ready",
+    ] {
+        let f = figure(op);
+        assert!(f["ops_per_s"].as_f64().unwrap() > 0.0, "{f}");
+        let (p50, p99) = (f["p50_ms"].as_f64().unwrap(), f["p99_ms"].as_f64().unwrap());
+        assert!(p50 >= 0.0 && p99 >= p50, "{f}");
+    }
+    let available = figure("available");
+    let total_s = available["total_s"].as_f64().unwrap();
+    assert!(total_s > 0.0, "{available}");
+    assert_eq!(available["deployments"], 5, "{available}");
+    // Every Deployment's latency lies within the whole run.
+    assert!(
+        available["p99_ms"].as_f64().unwrap() <= total_s * 1000.0,
+        "{available}"
+    );
+    // Ten pods became ready in the time the five Deployments took.
+    let pods_per_s = figure("pods_ready")["ops_per_s"].as_f64().unwrap();
+    assert!(
+        (pods_per_s * total_s - 10.0).abs() < 1e-6,
+        "{pods_per_s} × {total_s}"
+    );
+    assert!(figure("rss")["rss_mib"].as_f64().unwrap() > 0.0);
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -356,9 +356,15 @@ spec:
     );
     assert!(node_ready(&server, &name));
     let logs = eventually(Duration::from_secs(60), || {
-        server.kubectl(&["logs", "talker"]).stdout.starts_with(b"talking")
+        server
+            .kubectl(&["logs", "talker"])
+            .stdout
+            .starts_with(b"talking")
     });
-    assert!(logs, "the kubelet API did not answer with its rotated certificate");
+    assert!(
+        logs,
+        "the kubelet API did not answer with its rotated certificate"
+    );
 
     // The renewals came from the node itself, approved as self-renewals.
     let csrs = server.get_json(&["csr"]);

@@ -300,7 +300,10 @@ fn the_controller_manager_stands_by_while_another_holds_its_lease() {
     server.kubectl_ok(&["create", "deployment", "standby", "--image=nginx"]);
     std::thread::sleep(Duration::from_secs(5));
     let sets = server.kubectl_ok(&["get", "replicasets", "-o", "name"]);
-    assert!(sets.is_empty(), "a controller ran while standing by: {sets}");
+    assert!(
+        sets.is_empty(),
+        "a controller ran while standing by: {sets}"
+    );
     assert_eq!(
         lease_holder(&server, "kube-controller-manager"),
         "other-server_1"
@@ -311,7 +314,10 @@ fn the_controller_manager_stands_by_while_another_holds_its_lease() {
         .kubectl_ok(&["get", "replicasets", "-o", "name"])
         .is_empty()
     {
-        assert!(Instant::now() < deadline, "the controller manager never took the lease back");
+        assert!(
+            Instant::now() < deadline,
+            "the controller manager never took the lease back"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(lease_holder(&server, "kube-controller-manager"), ours);
