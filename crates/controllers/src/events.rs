@@ -3,13 +3,19 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::mpsc;
 
-/// Publishes events for one controller. A lost event is logged, never a reconcile failure,
-/// as upstream's recorder drops events it cannot write.
+/// Publishes events for one controller. Events go out from a task of their own, as
+/// upstream's broadcaster sends them, so a reconcile never waits on one; a lost event is
+/// logged, never a reconcile failure, and when the queue is full (the API is not keeping up)
+/// new events are dropped, as upstream drops them.
 #[derive(Clone)]
 pub struct EventRecorder {
-    recorder: Option<std::sync::Arc<Recorder>>,
+    queue: Option<mpsc::Sender<(Event, ObjectReference)>>,
 }
+
+/// Upstream's broadcaster queue length.
+const QUEUE: usize = 1000;
 
 impl EventRecorder {
     pub fn new(client: Client, controller: &str) -> Self {
@@ -17,15 +23,23 @@ impl EventRecorder {
             controller: controller.to_owned(),
             instance: Some("r8s-controller-manager".to_owned()),
         };
-        Self {
-            recorder: Some(std::sync::Arc::new(Recorder::new(client, reporter))),
-        }
+        let recorder = Recorder::new(client, reporter);
+        let (queue, mut events) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+        // Ends once every clone of this recorder is gone.
+        tokio::spawn(async move {
+            while let Some((event, regarding)) = events.recv().await {
+                if let Err(error) = recorder.publish(&event, &regarding).await {
+                    tracing::warn!(%error, reason = event.reason, "cannot record event");
+                }
+            }
+        });
+        Self { queue: Some(queue) }
     }
 
     /// A recorder that records nothing, for unit tests without a server.
     #[cfg(test)]
     pub fn disabled() -> Self {
-        Self { recorder: None }
+        Self { queue: None }
     }
 
     pub async fn normal(
@@ -113,7 +127,7 @@ impl EventRecorder {
         action: &str,
         note: String,
     ) {
-        let Some(recorder) = &self.recorder else {
+        let Some(queue) = &self.queue else {
             return;
         };
         let event = Event {
@@ -123,8 +137,13 @@ impl EventRecorder {
             action: action.to_owned(),
             secondary: related,
         };
-        if let Err(error) = recorder.publish(&event, regarding).await {
-            tracing::warn!(%error, reason, "cannot record event");
+        if let Err(mpsc::error::TrySendError::Full((event, _))) =
+            queue.try_send((event, regarding.clone()))
+        {
+            tracing::warn!(
+                reason = event.reason,
+                "event queue full; dropping the event"
+            );
         }
     }
 }

@@ -33,23 +33,33 @@ impl Ranges {
         1u32 << (self.node_mask - self.cluster.1).min(31)
     }
 
-    fn block(&self, index: u32) -> String {
-        let base = u32::from(self.cluster.0)
+    fn base(&self) -> u32 {
+        u32::from(self.cluster.0)
             & (u32::MAX
                 .checked_shl(32 - u32::from(self.cluster.1))
-                .unwrap_or(0));
-        let size = 1u32 << (32 - u32::from(self.node_mask));
-        format!("{}/{}", Ipv4Addr::from(base + index * size), self.node_mask)
+                .unwrap_or(0))
     }
 
-    /// Which block a CIDR is, if it is one of this range's.
+    fn block_size(&self) -> u32 {
+        1u32 << (32 - u32::from(self.node_mask))
+    }
+
+    fn block(&self, index: u32) -> String {
+        let start = self.base() + index * self.block_size();
+        format!("{}/{}", Ipv4Addr::from(start), self.node_mask)
+    }
+
+    /// Which block a CIDR is, if it is one of this range's (by arithmetic: this runs for every
+    /// node on every Node event).
     fn index_of(&self, cidr: &str) -> Option<u32> {
         let (addr, mask) = cidr.split_once('/')?;
-        let addr: Ipv4Addr = addr.parse().ok()?;
+        let addr = u32::from(addr.parse::<Ipv4Addr>().ok()?);
         if mask.parse::<u8>().ok()? != self.node_mask {
             return None;
         }
-        (0..self.blocks()).find(|&i| self.block(i) == format!("{addr}/{mask}"))
+        let offset = addr.checked_sub(self.base())?;
+        let index = offset / self.block_size();
+        (offset % self.block_size() == 0 && index < self.blocks()).then_some(index)
     }
 
     /// The lowest block not in `used`.
@@ -140,6 +150,16 @@ mod tests {
         assert_eq!(ranges.index_of("10.244.2.0/24"), Some(2));
         assert_eq!(ranges.index_of("10.245.2.0/24"), None);
         assert_eq!(ranges.index_of("10.244.2.0/25"), None);
+        assert_eq!(
+            ranges.index_of("10.244.2.5/24"),
+            None,
+            "not a block's start"
+        );
+        assert_eq!(ranges.index_of("10.243.255.0/24"), None, "below the range");
+        assert_eq!(ranges.index_of("10.244.255.0/24"), Some(255));
+        for i in [0, 1, 17, 255] {
+            assert_eq!(ranges.index_of(&ranges.block(i)), Some(i));
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use tokio::time::Instant;
 
@@ -213,6 +214,16 @@ async fn renew(
     }
 }
 
+/// Whether the server's copy of the node says Ready.
+fn reported_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 #[derive(Clone, Copy)]
 enum Work {
     Renew(usize),
@@ -241,6 +252,17 @@ pub async fn heartbeat(client: Client, nodes: Arc<[HollowNode]>, config: Arc<Sim
         .collect();
     let mut queue: VecDeque<Work> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
+    // A node the control plane marked not Ready (a missed heartbeat) reports again at once,
+    // as the kubelet does when its status differs from the server's.
+    let index: std::collections::HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
+    let mut node_events =
+        kube::runtime::watcher(node_api.clone(), kube::runtime::watcher::Config::default())
+            .default_backoff()
+            .boxed();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -256,6 +278,16 @@ pub async fn heartbeat(client: Client, nodes: Arc<[HollowNode]>, config: Arc<Sim
                         report_at[i] = None;
                         queue.push_back(Work::Report(i));
                     }
+                }
+            }
+            Some(event) = node_events.next() => {
+                use kube::runtime::watcher::Event;
+                if let Ok(Event::Apply(node) | Event::InitApply(node)) = event
+                    && let Some(&i) = index.get(&node.name_any())
+                    && !reported_ready(&node)
+                    && report_at[i].is_some()
+                {
+                    report_at[i] = Some(Instant::now());
                 }
             }
             Some((work, ok)) = in_flight.next() => {

@@ -132,3 +132,39 @@ fn leases_are_renewed_until_the_hollow_nodes_stop() {
         "stopping keeps the Node"
     );
 }
+
+#[test]
+fn a_hollow_node_marked_not_ready_reports_ready_again_at_once() {
+    let server = TestServer::start();
+    let _sim = SimNodes::start(&server, 1);
+    // What the node lifecycle controller writes after a missed heartbeat.
+    let node = server.get_json(&["node", "hollow-0"]);
+    let mut conditions = node["status"]["conditions"].clone();
+    for condition in conditions.as_array_mut().unwrap() {
+        if condition["type"] == "Ready" {
+            condition["status"] = "Unknown".into();
+            condition["reason"] = "NodeStatusUnknown".into();
+        }
+    }
+    let patch = serde_json::json!({ "status": { "conditions": conditions } });
+    server.kubectl_ok(&[
+        "patch",
+        "node",
+        "hollow-0",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    // Its next scheduled report is minutes away (nodeStatusReportFrequency): it must not wait.
+    let back = eventually(Duration::from_secs(20), || {
+        server.kubectl_ok(&[
+            "get",
+            "node",
+            "hollow-0",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "True"
+    });
+    assert!(back, "the hollow node stayed not Ready");
+}
