@@ -500,11 +500,14 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         watcher::Config::default(),
     );
     let sets_for_pods = replica_sets.clone();
+    let deployments = controller.store();
     let controller =
         controller
             .owns_stream(rs_events)
             .watches_stream(pod_events, move |pod: Pod| {
-                // Recreate waits for old pods to go: their deletion concerns the deployment.
+                // Only Recreate looks at pods (it waits for the old ones to go), as upstream's
+                // controller: a RollingUpdate learns all it needs from its ReplicaSets, and
+                // waking it on every pod change costs a reconcile per pod write.
                 let namespace = pod.namespace().unwrap_or_default();
                 ownership::controller_of(&pod.metadata)
                     .filter(|o| o.kind == replicaset::REPLICA_SET.kind)
@@ -514,6 +517,15 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                     .and_then(|rs| ownership::controller_of(&rs.metadata).cloned())
                     .filter(|o| o.kind == "Deployment")
                     .map(|o| reflector::ObjectRef::new(&o.name).within(&namespace))
+                    .filter(|key| {
+                        deployments.get(key).is_some_and(|d| {
+                            d.spec
+                                .strategy
+                                .as_ref()
+                                .and_then(|s| s.type_.as_deref())
+                                == Some("Recreate")
+                        })
+                    })
             });
     let ctx = Arc::new(Context {
         events: EventRecorder::new(client.clone(), "deployment-controller"),
