@@ -1,5 +1,5 @@
 //! The namespace controller: a namespace being deleted is emptied (every namespaced resource
-//! in it deleted), then its `kubernetes` finalizer is removed through the `finalize`
+//! in it deleted, built-in and custom), then its `kubernetes` finalizer is removed through the `finalize`
 //! subresource, and the API server lets it go.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Controller};
@@ -69,6 +70,33 @@ pub fn namespaced_resources() -> Vec<&'static Resource> {
         .collect()
 }
 
+/// The namespaced custom resources the API serves: one version of each CRD (the storage
+/// version when it is served), as upstream's namespace controller finds them by discovery.
+async fn custom_resources(client: &Client) -> kube::Result<Vec<ApiResource>> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(crds
+        .items
+        .iter()
+        .filter(|crd| crd.spec.scope == "Namespaced")
+        .filter_map(|crd| {
+            let served: Vec<_> = crd.spec.versions.iter().filter(|v| v.served).collect();
+            let version = served
+                .iter()
+                .find(|v| v.storage)
+                .or_else(|| served.first())?;
+            Some(ApiResource {
+                group: crd.spec.group.clone(),
+                version: version.name.clone(),
+                api_version: format!("{}/{}", crd.spec.group, version.name),
+                kind: crd.spec.names.kind.clone(),
+                plural: crd.spec.names.plural.clone(),
+            })
+        })
+        .collect())
+}
+
 fn api_resource(r: &Resource) -> ApiResource {
     ApiResource {
         group: r.group.to_owned(),
@@ -93,9 +121,17 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
         }
     };
     let mut remaining = 0;
-    for resource in namespaced_resources() {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &name, &api_resource(resource));
+    let mut resources: Vec<ApiResource> = namespaced_resources()
+        .into_iter()
+        .map(api_resource)
+        .collect();
+    resources.extend(
+        custom_resources(&ctx.client)
+            .await
+            .map_err(err("list customresourcedefinitions".into()))?,
+    );
+    for resource in &resources {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, resource);
         api.delete_collection(&DeleteParams::background(), &ListParams::default())
             .await
             .map_err(err(format!("delete {}", resource.plural)))?;

@@ -519,10 +519,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                     .map(|o| reflector::ObjectRef::new(&o.name).within(&namespace))
                     .filter(|key| {
                         deployments.get(key).is_some_and(|d| {
-                            d.spec
-                                .strategy
-                                .as_ref()
-                                .and_then(|s| s.type_.as_deref())
+                            d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref())
                                 == Some("Recreate")
                         })
                     })

@@ -359,3 +359,15 @@ fn a_helm_chart_with_a_crd_in_crds_installs() {
     let size = server.kubectl_ok(&["get", "widget", "from-helm", "-o", "jsonpath={.spec.size}"]);
     assert_eq!(size, "large");
 }
+
+#[test]
+fn deleting_a_namespace_deletes_the_custom_resources_in_it() {
+    let server = with_crd();
+    server.kubectl_ok(&["create", "namespace", "doomed"]);
+    let yaml = widget("w1", "  size: small\n").replace("namespace: default", "namespace: doomed");
+    apply_ok(&server, &yaml);
+    apply_ok(&server, &widget("kept", "  size: large\n"));
+    server.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    let left = server.kubectl_ok(&["get", "widgets", "-A", "-o", "name"]);
+    assert_eq!(left.trim(), "widget.example.com/kept", "{left}");
+}
