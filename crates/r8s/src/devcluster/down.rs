@@ -51,7 +51,7 @@ pub fn teardown(layout: &Layout) -> Vec<String> {
             remove(&recorded.pid_file, &mut problems);
         }
         remove(&layout.kubeconfig(), &mut problems);
-        remove(&layout.dir.join("registry.yml"), &mut problems);
+        remove(&layout.registry_config(), &mut problems);
         remove(&layout.registry_dir(), &mut problems);
     } else {
         problems.push(format!(

@@ -141,11 +141,16 @@ impl Layout {
     fn registry(&self) -> Recorded {
         Recorded {
             pid_file: self.dir.join("registry.pid"),
+            // Whole arguments: its command line is `docker-registry serve DIR/registry.yml`.
             markers: vec![
                 "docker-registry".into(),
-                self.dir.to_string_lossy().into_owned(),
+                self.registry_config().to_string_lossy().into_owned(),
             ],
         }
+    }
+
+    fn registry_config(&self) -> PathBuf {
+        self.dir.join("registry.yml")
     }
 
     fn registry_dir(&self) -> PathBuf {

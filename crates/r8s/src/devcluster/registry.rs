@@ -25,7 +25,7 @@ pub fn start(layout: &Layout, address: Ipv4Addr, tarballs: &[PathBuf]) -> anyhow
             );
         }
     }
-    let config = layout.dir.join("registry.yml");
+    let config = layout.registry_config();
     std::fs::write(
         &config,
         format!(

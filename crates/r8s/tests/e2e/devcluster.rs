@@ -626,6 +626,17 @@ spec:
         .map(str::to_owned)
         .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
+    // Nor any process it started (agents, server, forwarder, registry mirror).
+    let dir = cluster.dir.path().to_string_lossy().into_owned();
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
+        .collect();
+    assert!(survivors.is_empty(), "processes left: {survivors:?}");
     let again = cluster.down();
     assert!(
         again.status.success(),
