@@ -204,25 +204,32 @@ fn rollout_status_finishes_once_pods_are_ready() {
     assert_eq!(reason("Progressing"), "NewReplicaSetAvailable");
 }
 
+/// Waits (marking pods Ready as a kubelet would) until only three pods of `image` are left
+/// and the rollout reports success.
+fn rolled_out_to(server: &TestServer, image: &str) {
+    eventually("three pods of the new image and no old one", || {
+        mark_ready(server);
+        let pods = live_pods(server);
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == image)
+    });
+    // Pods created after the last marking are marked on the next round.
+    eventually("the rollout to finish", || {
+        mark_ready(server);
+        get(server, &["deployment", "web"])["status"]["availableReplicas"] == 3
+    });
+    let out = server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
+
 #[test]
 fn rolling_update_replaces_every_pod_as_new_ones_become_ready() {
     let server = web_with_three_pods();
     mark_ready(&server);
     server.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
-    eventually("all pods run the new image", || {
-        mark_ready(&server);
-        let pods = live_pods(&server);
-        pods.len() == 3
-            && pods
-                .iter()
-                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27")
-    });
-    eventually("the rollout to finish", || {
-        mark_ready(&server);
-        get(&server, &["deployment", "web"])["status"]["availableReplicas"] == 3
-    });
-    let out = server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
-    assert!(out.contains("successfully rolled out"), "{out}");
+    rolled_out_to(&server, "nginx:1.27");
 }
 
 #[test]
@@ -238,21 +245,7 @@ fn a_recreate_deployment_replaces_its_pods_once_the_old_ones_are_gone() {
         r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#,
     ]);
     server.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
-    eventually("three new pods and no old one", || {
-        mark_ready(&server);
-        let pods = live_pods(&server);
-        pods.len() == 3
-            && pods
-                .iter()
-                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27")
-    });
-    // Pods created after the last marking are marked on the next round.
-    eventually("the rollout to finish", || {
-        mark_ready(&server);
-        get(&server, &["deployment", "web"])["status"]["availableReplicas"] == 3
-    });
-    let out = server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
-    assert!(out.contains("successfully rolled out"), "{out}");
+    rolled_out_to(&server, "nginx:1.27");
 }
 
 #[test]
