@@ -136,7 +136,8 @@ fn leases_are_renewed_until_the_hollow_nodes_stop() {
 #[test]
 fn a_hollow_node_marked_not_ready_reports_ready_again_at_once() {
     let server = TestServer::start();
-    let _sim = SimNodes::start(&server, 1);
+    // No periodic report can come to the rescue within the test.
+    let _sim = SimNodes::start_with(&server, 1, &["--node-status-report-frequency", "86400"]);
     // What the node lifecycle controller writes after a missed heartbeat.
     let node = server.get_json(&["node", "hollow-0"]);
     let mut conditions = node["status"]["conditions"].clone();
@@ -156,7 +157,6 @@ fn a_hollow_node_marked_not_ready_reports_ready_again_at_once() {
         "-p",
         &patch.to_string(),
     ]);
-    // Its next scheduled report is minutes away (nodeStatusReportFrequency): it must not wait.
     let back = eventually(Duration::from_secs(20), || {
         server.kubectl_ok(&[
             "get",

@@ -413,6 +413,11 @@ pub struct SimNodes {
 
 impl SimNodes {
     pub fn start(server: &TestServer, count: u32) -> Self {
+        Self::start_with(server, count, &[])
+    }
+
+    /// [`Self::start`] with more `r8s sim nodes` flags.
+    pub fn start_with(server: &TestServer, count: u32, extra_args: &[&str]) -> Self {
         let mut child = Command::new(R8S)
             .args([
                 "sim",
@@ -422,6 +427,7 @@ impl SimNodes {
                 "--kubeconfig",
             ])
             .arg(&server.kubeconfig)
+            .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
