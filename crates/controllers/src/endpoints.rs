@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 use crate::clock::Clock;
 use crate::service_endpoints::{self as endpoints, LAST_CHANGE_TRIGGER_TIME, ResolvedPort};
@@ -233,23 +233,13 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let services_controller = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let services_controller = crate::controller_for::<Service>(&informers).await;
     let services = services_controller.store();
-    let endpoints_controller = Controller::new(
-        Api::<Endpoints>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let endpoints_controller = crate::controller_for::<Endpoints>(&informers).await;
     let endpoints_cache = endpoints_controller.store();
     let ctx = Arc::new(Context {
         client,
@@ -261,7 +251,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let services_for_pods = services.clone();
     let keep = services_controller
         // A pod that stopped matching is still listed by name in the service's Endpoints.
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             let listed = endpoints_cache.state_filter(|e| {
                 e.namespace() == pod.namespace()
                     && e.subsets.iter().flatten().any(|s| {

@@ -40,67 +40,76 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use kube::runtime::Controller;
+use r8s_informers::{Informers, Watchable};
 
 use clock::{Clock, SystemClock};
 
-type Run = fn(Client, Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+type Run =
+    fn(Arc<Informers>, Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Every controller, by the name upstream's controller manager gives it.
 fn controllers() -> Vec<(&'static str, Run)> {
     vec![
-        ("namespace", |client, _| Box::pin(namespace::run(client))),
-        ("garbagecollector", |client, _| {
-            Box::pin(garbage_collector::run(client))
+        ("namespace", |informers, _| {
+            Box::pin(namespace::run(informers))
         }),
-        ("replicaset", |client, clock| {
-            Box::pin(replicaset::run(client, clock))
+        ("garbagecollector", |informers, _| {
+            Box::pin(garbage_collector::run(informers.client().clone()))
         }),
-        ("deployment", |client, clock| {
-            Box::pin(deployment::run(client, clock))
+        ("replicaset", |informers, clock| {
+            Box::pin(replicaset::run(informers, clock))
         }),
-        ("replicationcontroller", |client, clock| {
-            Box::pin(replicaset::run_replication_controllers(client, clock))
+        ("deployment", |informers, clock| {
+            Box::pin(deployment::run(informers, clock))
         }),
-        ("job", |client, clock| Box::pin(job::run(client, clock))),
-        ("cronjob", |client, clock| {
-            Box::pin(cronjob::run(client, clock))
+        ("replicationcontroller", |informers, clock| {
+            Box::pin(replicaset::run_replication_controllers(informers, clock))
         }),
-        ("daemonset", |client, clock| {
-            Box::pin(daemonset::run(client, clock))
+        ("job", |informers, clock| {
+            Box::pin(job::run(informers, clock))
         }),
-        ("statefulset", |client, clock| {
-            Box::pin(statefulset::run(client, clock))
+        ("cronjob", |informers, clock| {
+            Box::pin(cronjob::run(informers, clock))
         }),
-        ("resourcequota", |client, _| {
-            Box::pin(resourcequota::run(client))
+        ("daemonset", |informers, clock| {
+            Box::pin(daemonset::run(informers, clock))
         }),
-        ("serviceaccount", |client, _| {
-            Box::pin(serviceaccount::run(client))
+        ("statefulset", |informers, clock| {
+            Box::pin(statefulset::run(informers, clock))
         }),
-        ("endpointslice", |client, clock| {
-            Box::pin(endpointslice::run(client, clock))
+        ("resourcequota", |informers, _| {
+            Box::pin(resourcequota::run(informers))
         }),
-        ("endpoints", |client, clock| {
-            Box::pin(endpoints::run(client, clock))
+        ("serviceaccount", |informers, _| {
+            Box::pin(serviceaccount::run(informers))
         }),
-        ("taint-eviction-controller", |client, clock| {
-            Box::pin(taint_eviction::run(client, clock))
+        ("endpointslice", |informers, clock| {
+            Box::pin(endpointslice::run(informers, clock))
         }),
-        ("disruption", |client, clock| {
-            Box::pin(disruption::run(client, clock))
+        ("endpoints", |informers, clock| {
+            Box::pin(endpoints::run(informers, clock))
         }),
-        ("podgc", |client, clock| {
-            Box::pin(pod_gc::run(client, clock))
+        ("taint-eviction-controller", |informers, clock| {
+            Box::pin(taint_eviction::run(informers, clock))
         }),
-        ("horizontalpodautoscaling", |client, clock| {
-            Box::pin(hpa::run(client, clock))
+        ("disruption", |informers, clock| {
+            Box::pin(disruption::run(informers, clock))
         }),
-        ("ttl-after-finished", |client, clock| {
-            Box::pin(ttl_after_finished::run(client, clock))
+        ("podgc", |informers, clock| {
+            Box::pin(pod_gc::run(informers, clock))
         }),
-        ("csrapproving", |client, clock| {
-            Box::pin(certificates::approving::run(client, clock))
+        ("horizontalpodautoscaling", |informers, clock| {
+            Box::pin(hpa::run(informers.client().clone(), clock))
+        }),
+        ("ttl-after-finished", |informers, clock| {
+            Box::pin(ttl_after_finished::run(informers, clock))
+        }),
+        ("csrapproving", |informers, clock| {
+            Box::pin(certificates::approving::run(
+                informers.client().clone(),
+                clock,
+            ))
         }),
     ]
 }
@@ -125,30 +134,31 @@ pub struct Options {
 
 /// Runs every controller concurrently. One that stops or fails is logged and restarted after a
 /// pause; the others keep running.
-pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+pub async fn run(informers: Arc<Informers>, options: Options) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let client = informers.client().clone();
     let mut tasks: Vec<_> = controllers()
         .into_iter()
         .map(|(name, run)| {
-            let (client, clock) = (client.clone(), clock.clone());
-            supervise(name, move || run(client.clone(), clock.clone()))
+            let (informers, clock) = (informers.clone(), clock.clone());
+            supervise(name, move || run(informers.clone(), clock.clone()))
         })
         .collect();
     let grace = options
         .node_monitor_grace_period
         .unwrap_or(node_lifecycle::DEFAULT_GRACE_PERIOD);
-    let (lifecycle_client, lifecycle_clock) = (client.clone(), clock.clone());
+    let (lifecycle_informers, lifecycle_clock) = (informers.clone(), clock.clone());
     tasks.push(supervise("nodelifecycle", move || {
         Box::pin(node_lifecycle::run(
-            lifecycle_client.clone(),
+            lifecycle_informers.clone(),
             lifecycle_clock.clone(),
             grace,
         ))
     }));
     if let Some(ranges) = options.node_ipam {
-        let ipam_client = client.clone();
+        let ipam_informers = informers.clone();
         tasks.push(supervise("nodeipam", move || {
-            Box::pin(node_ipam::run(ipam_client.clone(), ranges))
+            Box::pin(node_ipam::run(ipam_informers.clone(), ranges))
         }));
     }
     if let Some(ca) = options.cluster_signing.clone() {
@@ -161,10 +171,11 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             ))
         }));
     }
-    let (lb_client, lb_clock, lb_pool) = (client.clone(), clock.clone(), options.lb_pool.clone());
+    let (lb_informers, lb_clock, lb_pool) =
+        (informers.clone(), clock.clone(), options.lb_pool.clone());
     tasks.push(supervise("service-lb-controller", move || {
         Box::pin(service_lb::run(
-            lb_client.clone(),
+            lb_informers.clone(),
             lb_clock.clone(),
             lb_pool.clone(),
         ))
@@ -223,4 +234,10 @@ pub(crate) fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {
         kube::Error::Api(status) if status.code == 404 => Ok(()),
         error => Err(error),
     }
+}
+
+/// A controller of `K` woken by, and reading, the shared informer of `K`.
+async fn controller_for<K: Watchable>(informers: &Informers) -> Controller<K> {
+    let informer = informers.get::<K>();
+    Controller::for_shared_stream(informer.subscribe().await.applied(), informer.store().await)
 }

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use r8s_api::Resource;
+use r8s_informers::Informers;
 
 /// The finalizer this controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -162,9 +162,10 @@ fn error_policy(_namespace: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -
     Action::requeue(RECHECK)
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
-    let namespaces = Api::<Namespace>::all(client.clone());
-    Controller::new(namespaces, watcher::Config::default())
+pub async fn run(informers: Arc<Informers>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    crate::controller_for::<Namespace>(&informers)
+        .await
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|_| async {})
         .await;

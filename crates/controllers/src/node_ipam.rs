@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 /// The cluster CIDR and the size of each node's block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,61 +73,49 @@ impl Ranges {
 
 /// Watches Nodes and gives each one without a pod CIDR the next free block. One loop, so no
 /// two nodes get the same block.
-pub async fn run(client: Client, ranges: Ranges) -> anyhow::Result<()> {
+pub async fn run(informers: Arc<Informers>, ranges: Ranges) -> anyhow::Result<()> {
     anyhow::ensure!(
         ranges.node_mask >= ranges.cluster.1 && ranges.node_mask <= 30,
         "node CIDR mask /{} does not fit the cluster CIDR /{}",
         ranges.node_mask,
         ranges.cluster.1
     );
-    let nodes: Api<Node> = Api::all(client);
-    let mut seen: BTreeMap<String, Node> = BTreeMap::new();
-    let mut events = watcher(nodes.clone(), watcher::Config::default()).boxed();
-    let mut initial: Option<BTreeMap<String, Node>> = None;
-    while let Some(event) = events.next().await {
-        match event? {
-            watcher::Event::Init => initial = Some(BTreeMap::new()),
-            watcher::Event::InitApply(node) => {
-                if let Some(initial) = initial.as_mut() {
-                    initial.insert(node.name_any(), node);
-                }
-            }
-            watcher::Event::InitDone => seen = initial.take().unwrap_or_default(),
-            watcher::Event::Apply(node) => {
-                seen.insert(node.name_any(), node);
-            }
-            watcher::Event::Delete(node) => {
-                seen.remove(&node.name_any());
-                continue;
-            }
-        }
-        if initial.is_some() {
-            continue;
-        }
-        let mut used: BTreeSet<u32> = seen
-            .values()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())
-            .filter_map(|cidr| ranges.index_of(cidr))
+    let api: Api<Node> = Api::all(informers.client().clone());
+    let nodes = informers.store::<Node>().await;
+    let mut changes = informers.subscribe::<Node>().await;
+    // Blocks handed out whose node the cache does not show with them yet.
+    let mut pending: BTreeMap<String, u32> = BTreeMap::new();
+    while changes.next().await.is_some() {
+        // Decide over the whole cache once the changes at hand are in it.
+        while let Some(Some(_)) = changes.next().now_or_never() {}
+        let all = nodes.state();
+        let cidr_of = |n: &Node| n.spec.as_ref()?.pod_cidr.clone();
+        let by_name: BTreeMap<String, &Arc<Node>> = all.iter().map(|n| (n.name_any(), n)).collect();
+        pending.retain(|name, _| by_name.get(name).is_some_and(|n| cidr_of(n).is_none()));
+        let mut used: BTreeSet<u32> = all
+            .iter()
+            .filter_map(|n| ranges.index_of(&cidr_of(n)?))
+            .chain(pending.values().copied())
             .collect();
-        let waiting: Vec<String> = seen
-            .values()
-            .filter(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
-            .filter(|n| n.metadata.deletion_timestamp.is_none())
-            .map(|n| n.name_any())
-            .collect();
+        let waiting = by_name.iter().filter(|(name, n)| {
+            cidr_of(n).is_none()
+                && n.metadata.deletion_timestamp.is_none()
+                && !pending.contains_key(*name)
+        });
+        let waiting: Vec<String> = waiting.map(|(name, _)| name.clone()).collect();
         for name in waiting {
             let Some((index, cidr)) = ranges.allocate(&used) else {
                 tracing::warn!("node {name}: no pod CIDR is left in the cluster CIDR");
                 break;
             };
             let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-            match nodes
+            match api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
             {
-                Ok(node) => {
+                Ok(_) => {
                     used.insert(index);
-                    seen.insert(name, node);
+                    pending.insert(name, index);
                 }
                 Err(e) => tracing::warn!("node {name}: cannot set its pod CIDR: {e}"),
             }

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -108,46 +107,22 @@ async fn delete_orphan(client: &Client, pod: &Pod, clock: &dyn Clock) {
     delete(client, pod, Some(0)).await;
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let feed = async {
-        futures::stream::select(pod_events.map(drop), node_events.map(drop))
-            .for_each(|_| async {})
-            .await
-    };
-    let collect = async {
-        pods.wait_until_ready().await?;
-        nodes.wait_until_ready().await?;
-        loop {
-            let plan = plan(&pods, &nodes, TERMINATED_POD_GC_THRESHOLD);
-            for pod in &plan.terminated {
-                delete(&client, pod, Some(0)).await;
-            }
-            for pod in &plan.orphaned {
-                delete_orphan(&client, pod, clock.as_ref()).await;
-            }
-            for pod in &plan.unscheduled_terminating {
-                delete(&client, pod, Some(0)).await;
-            }
-            tokio::time::sleep(CHECK_PERIOD).await;
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let nodes = informers.store::<Node>().await;
+    loop {
+        let plan = plan(&pods, &nodes, TERMINATED_POD_GC_THRESHOLD);
+        for pod in &plan.terminated {
+            delete(&client, pod, Some(0)).await;
         }
-    };
-    tokio::select! {
-        () = feed => Ok(()),
-        result = collect => result,
+        for pod in &plan.orphaned {
+            delete_orphan(&client, pod, clock.as_ref()).await;
+        }
+        for pod in &plan.unscheduled_terminating {
+            delete(&client, pod, Some(0)).await;
+        }
+        tokio::time::sleep(CHECK_PERIOD).await;
     }
 }
 

@@ -12,11 +12,12 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use r8s_api::quota::{self, ResourceList};
+use r8s_informers::Informers;
 use serde_json::Value;
 
 /// Objects of kinds no informer here watches (`count/<resource>.<group>`) are recounted this
@@ -161,12 +162,16 @@ fn quotas_of<K: Resource>(
         .collect()
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
-    let controller = Controller::new(
-        Api::<ResourceQuota>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(informers: Arc<Informers>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let controller = crate::controller_for::<ResourceQuota>(&informers).await;
     let quotas = controller.store();
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let service_events = informers.subscribe::<Service>().await.touched();
+    let claim_events = informers
+        .subscribe::<PersistentVolumeClaim>()
+        .await
+        .touched();
     let config = watcher::Config::default;
     let (q1, q2, q3, q4, q5) = (
         quotas.clone(),
@@ -175,24 +180,18 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         quotas.clone(),
         quotas,
     );
+    // ConfigMaps and Secrets are watched without a cache: nothing else here keeps them, and
+    // a cache of every one would cost more than the quota's recount does.
     controller
-        .watches(Api::<Pod>::all(client.clone()), config(), move |o| {
-            quotas_of(&q1, &o)
-        })
-        .watches(Api::<Service>::all(client.clone()), config(), move |o| {
-            quotas_of(&q2, &o)
-        })
+        .watches_shared_stream(pod_events, move |o| quotas_of(&q1, &*o))
+        .watches_shared_stream(service_events, move |o| quotas_of(&q2, &*o))
+        .watches_shared_stream(claim_events, move |o| quotas_of(&q5, &*o))
         .watches(Api::<ConfigMap>::all(client.clone()), config(), move |o| {
             quotas_of(&q3, &o)
         })
         .watches(Api::<Secret>::all(client.clone()), config(), move |o| {
             quotas_of(&q4, &o)
         })
-        .watches(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            config(),
-            move |o| quotas_of(&q5, &o),
-        )
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|_| async {})
         .await;

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher};
-use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::{Value, json};
 
 pub use pool::{AddressRange, Allocator, Failure, Holder, Pool, RangeError};
@@ -317,43 +317,30 @@ impl Addresses {
     }
 }
 
-pub async fn run(client: Client, _clock: Arc<dyn Clock>, pool: Option<Pool>) -> anyhow::Result<()> {
+pub async fn run(
+    informers: Arc<Informers>,
+    _clock: Arc<dyn Clock>,
+    pool: Option<Pool>,
+) -> anyhow::Result<()> {
+    let client = informers.client().clone();
     let recorder = EventRecorder::new(client.clone(), "service-lb-controller");
     let mut addresses = Addresses::new(pool);
-    let (services, services_writer) = reflector::store::<Service>();
-    let (nodes, nodes_writer) = reflector::store::<Node>();
-    let service_events = reflector(
-        services_writer,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .map(|e| e.map(|_| ()));
-    let node_events = reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .map(|e| e.map(|_| ()));
-    let mut events = futures::stream::select(service_events, node_events).boxed();
+    let services = informers.store::<Service>().await;
+    let nodes = informers.store::<Node>().await;
+    let service_events = informers.subscribe::<Service>().await.map(drop);
+    let node_events = informers.subscribe::<Node>().await.map(drop);
+    let mut events = futures::stream::select(service_events, node_events);
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(event) => {
-                    event?;
+                Some(()) => {
                     tokio::time::sleep(SETTLE).await;
                     while let Some(Some(_)) = events.next().now_or_never() {}
                 }
                 None => return Ok(()),
             },
             _ = resync.tick() => {}
-        }
-        // The stores fill only while the streams are polled: never wait on them here.
-        if services.wait_until_ready().now_or_never().is_none()
-            || nodes.wait_until_ready().now_or_never().is_none()
-        {
-            continue;
         }
         for decision in addresses.reconcile(&services.state(), &nodes.state()) {
             let service = &decision.service;

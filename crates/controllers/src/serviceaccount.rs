@@ -8,10 +8,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 const RETRY: Duration = Duration::from_secs(2);
@@ -87,12 +88,13 @@ fn error_policy(_namespace: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
-    let namespaces = Api::<Namespace>::all(client.clone());
+pub async fn run(informers: Arc<Informers>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
     let accounts = Api::<ServiceAccount>::all(client.clone());
     // A `default` ServiceAccount going away is its namespace's business.
     let config = watcher::Config::default().fields("metadata.name=default");
-    Controller::new(namespaces, watcher::Config::default())
+    crate::controller_for::<Namespace>(&informers)
+        .await
         .watches(accounts, config, |account| {
             account.namespace().map(|ns| ObjectRef::new(&ns))
         })

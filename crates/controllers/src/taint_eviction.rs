@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -164,21 +164,19 @@ fn has_no_execute_taint(node: &Node) -> bool {
     taints.into_iter().flatten().any(|t| t.effect == NO_EXECUTE)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().fields("spec.nodeName!="),
-    );
-    let pods = controller.store();
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let nodes = informers.store::<Node>().await;
+    let node_events = informers.subscribe::<Node>().await.touched();
+    let pods = informers.store::<Pod>().await;
+    // Only bound pods can be evicted.
+    let bound = informers.subscribe::<Pod>().await.applied().filter(|pod| {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        futures::future::ready(node.is_some_and(|n| !n.is_empty()))
+    });
+    let controller = Controller::for_shared_stream(bound, pods.clone());
     // Only tainted nodes can evict, so healthy nodes' status updates trigger nothing.
-    let controller = controller.watches_stream(node_events, move |node: Node| {
+    let controller = controller.watches_shared_stream(node_events, move |node: Arc<Node>| {
         if !has_no_execute_taint(&node) {
             return Vec::new();
         }

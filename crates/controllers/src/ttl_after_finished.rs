@@ -9,9 +9,9 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 use crate::clock::Clock;
 
@@ -91,12 +91,13 @@ fn error_policy(_job: Arc<Job>, error: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
-        client: client.clone(),
+        client: informers.client().clone(),
         clock,
     });
-    Controller::new(Api::<Job>::all(client), watcher::Config::default())
+    crate::controller_for::<Job>(&informers)
+        .await
         .run(sync, error_policy, ctx)
         .for_each(|_| async {})
         .await;

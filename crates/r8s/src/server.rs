@@ -3,7 +3,8 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -143,15 +144,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
+    // The controller manager and the scheduler share one connection and one informer per
+    // resource type, as they would one SharedInformerFactory in a single upstream binary.
+    let informers = r8s_informers::Informers::new(control_plane_client(&kubeconfig).await?);
     let controllers = tokio::spawn(run_controllers(
-        kubeconfig.clone(),
+        informers.clone(),
         pki.ca.clone(),
         args.node_monitor_grace_period,
         args.cluster_signing_duration,
         cluster_cidr,
         lb_pool,
     ));
-    let scheduler = tokio::spawn(run_scheduler(kubeconfig.clone()));
+    let scheduler = tokio::spawn(r8s_scheduler::run(informers));
     let admin = crate::agent::admin_client(&kubeconfig).await?;
     ensure_kube_dns(&admin, args.agent.cluster_dns()).await?;
     let mut agent = if args.disable_agent {
@@ -202,23 +206,28 @@ fn lb_pool(
     Ok(Some(r8s_controllers::service_lb::Pool::new(ranges)))
 }
 
+/// The client of the controller manager and the scheduler: clients of the API server like any
+/// other, with the admin credentials until component identities exist.
+async fn control_plane_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("cannot read the admin kubeconfig for the controller manager")?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// The controller manager, a client of the API server like any other.
 async fn run_controllers(
-    kubeconfig: PathBuf,
+    informers: Arc<r8s_informers::Informers>,
     ca: r8s_cluster::Pem,
     node_monitor_grace_period: std::time::Duration,
     cluster_signing_duration: std::time::Duration,
     cluster_cidr: (Ipv4Addr, u8),
     lb_pool: Option<r8s_controllers::service_lb::Pool>,
 ) -> anyhow::Result<()> {
-    // Until node and component identities exist (RBAC's issue), it uses the admin credentials.
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig)?,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("cannot read the admin kubeconfig for the controller manager")?;
-    let client = kube::Client::try_from(config)?;
+    let client = informers.client().clone();
     let options = r8s_controllers::Options {
         cluster_signing: Some(r8s_controllers::certificates::SigningCa {
             cert_pem: ca.cert.clone(),
@@ -245,23 +254,10 @@ async fn run_controllers(
         lease.acquire().await;
         tracing::info!(%identity, "became the leading controller manager");
         tokio::select! {
-            result = r8s_controllers::run(client.clone(), options.clone()) => return result,
+            result = r8s_controllers::run(informers.clone(), options.clone()) => return result,
             () = lease.keep() => tracing::warn!("lost the controller-manager lease; standing by"),
         }
     }
-}
-
-/// The scheduler, a client of the API server like any other (and like the controller manager,
-/// with the admin credentials until component identities exist).
-async fn run_scheduler(kubeconfig: PathBuf) -> anyhow::Result<()> {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig)?,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("cannot read the admin kubeconfig for the scheduler")?;
-    let client = kube::Client::try_from(config)?;
-    r8s_scheduler::run(client).await
 }
 
 /// The `kube-system/kube-dns` Service at the cluster DNS address, as kubeadm's DNS addon makes

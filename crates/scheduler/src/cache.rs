@@ -101,9 +101,9 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    pub fn new(mut pod: Pod) -> Self {
-        // Managed fields are the bulk of a stored pod and mean nothing to scheduling.
-        pod.metadata.managed_fields = None;
+    /// From the pod as the shared informer holds it (no copy is made).
+    pub fn new(pod: impl Into<Arc<Pod>>) -> Self {
+        let pod: Arc<Pod> = pod.into();
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let default_spec = k8s_openapi::api::core::v1::PodSpec::default();
@@ -185,7 +185,7 @@ impl PodInfo {
             required_anti_affinity,
             preferred_affinity,
             preferred_anti_affinity,
-            pod: Arc::new(pod),
+            pod,
         }
     }
 
@@ -233,7 +233,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    pub fn new(node: Node) -> Self {
+    pub fn new(node: impl Into<Arc<Node>>) -> Self {
+        let node: Arc<Node> = node.into();
         let name = node.metadata.name.clone().unwrap_or_default();
         let status = node.status.as_ref();
         let allocatable = status
@@ -262,7 +263,7 @@ impl NodeInfo {
             allowed_pods,
             images,
             name,
-            node: Arc::new(node),
+            node,
             requested: Resources::default(),
             non_zero_milli_cpu: 0,
             non_zero_memory: 0,
@@ -360,7 +361,7 @@ impl Cache {
 
     /// Adds or updates a node; answers whether anything scheduling reads has changed (so pods
     /// that failed may now fit).
-    pub fn upsert_node(&mut self, node: Node) -> bool {
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) -> bool {
         let mut info = NodeInfo::new(node);
         let name = info.name.clone();
         match self.index.get(&name) {

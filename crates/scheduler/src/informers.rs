@@ -1,17 +1,13 @@
-//! Informers: watches that keep the cache, the queue and the default spreading selectors up to
-//! date. A relist (watch restart) deletes what disappeared meanwhile.
+//! The shared informers' changes keep the cache, the queue and the default spreading selectors
+//! up to date.
 
-use std::collections::HashSet;
-use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Resource, ResourceExt};
+use r8s_informers::{Change, Subscription, Watchable};
 use tokio::sync::watch;
 
 use crate::SCHEDULER_NAME;
@@ -20,55 +16,25 @@ use crate::labels::Selector;
 use crate::queue::ClusterEvent;
 use crate::scheduler::Shared;
 
-/// Drives one watch: `apply` for every object seen, `delete` (by key) for every object gone,
-/// including those missing from a relist; signals `synced` after the first full list.
-async fn inform<K, S>(
-    stream: S,
-    key: impl Fn(&K) -> String,
-    mut apply: impl FnMut(K),
-    mut delete: impl FnMut(&str),
+/// Feeds one shared informer's changes to `apply` and `delete`; signals `synced` once the
+/// objects the informer held when subscribed (queued first) are applied.
+async fn inform<K>(
+    mut changes: Subscription<K>,
+    mut apply: impl FnMut(Arc<K>),
+    mut delete: impl FnMut(&K),
     synced: watch::Sender<bool>,
-) where
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
-{
-    let mut known: HashSet<String> = HashSet::new();
-    let mut relisted: HashSet<String> = HashSet::new();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(object)) => {
-                known.insert(key(&object));
-                apply(object);
-            }
-            Ok(Event::Delete(object)) => {
-                let k = key(&object);
-                known.remove(&k);
-                delete(&k);
-            }
-            Ok(Event::Init) => relisted.clear(),
-            Ok(Event::InitApply(object)) => {
-                relisted.insert(key(&object));
-                apply(object);
-            }
-            Ok(Event::InitDone) => {
-                for gone in known.difference(&relisted) {
-                    delete(gone);
-                }
-                known = std::mem::take(&mut relisted);
-                let _ = synced.send(true);
-            }
-            Err(error) => tracing::warn!(%error, "scheduler watch failed; retrying"),
-        }
+) {
+    let mut handle = |change| match change {
+        Change::Applied(object) => apply(object),
+        Change::Deleted(object) => delete(&object),
+    };
+    while let Some(Some(change)) = changes.next().now_or_never() {
+        handle(change);
     }
-}
-
-fn stream<K>(
-    client: &Client,
-) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + use<K>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
-{
-    watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff()
+    let _ = synced.send(true);
+    while let Some(change) = changes.next().await {
+        handle(change);
+    }
 }
 
 fn uid<K: Resource>(object: &K) -> String {
@@ -77,11 +43,11 @@ fn uid<K: Resource>(object: &K) -> String {
 
 /// Placed pods go to the cache, pending ones (ours, not being deleted) to the queue; finished
 /// pods count as gone, as upstream's scheduler ignores terminal pods.
-pub async fn pods(client: Client, shared: Arc<Shared>, synced: watch::Sender<bool>) {
+pub async fn pods(changes: Subscription<Pod>, shared: Arc<Shared>, synced: watch::Sender<bool>) {
     let apply_shared = shared.clone();
-    let apply = move |pod: Pod| {
+    let apply = move |pod: Arc<Pod>| {
         let shared = &apply_shared;
-        let uid = uid(&pod);
+        let uid = uid(&*pod);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded" | "Failed")) {
             forget_pod(shared, &uid);
@@ -120,8 +86,8 @@ pub async fn pods(client: Client, shared: Arc<Shared>, synced: watch::Sender<boo
             .add_or_update(Arc::new(PodInfo::new(pod)));
         shared.wake.notify_one();
     };
-    let delete = |uid: &str| forget_pod(&shared, uid);
-    inform(stream::<Pod>(&client), uid, apply, delete, synced).await;
+    let delete = |pod: &Pod| forget_pod(&shared, &uid(pod));
+    inform(changes, apply, delete, synced).await;
 }
 
 fn forget_pod(shared: &Shared, uid: &str) {
@@ -135,8 +101,8 @@ fn forget_pod(shared: &Shared, uid: &str) {
     }
 }
 
-pub async fn nodes(client: Client, shared: Arc<Shared>, synced: watch::Sender<bool>) {
-    let apply = |node: Node| {
+pub async fn nodes(changes: Subscription<Node>, shared: Arc<Shared>, synced: watch::Sender<bool>) {
+    let apply = |node: Arc<Node>| {
         let mut cache = shared.cache.lock().unwrap();
         let new = cache.node(&node.name_any()).is_none();
         let changed = cache.upsert_node(node);
@@ -151,19 +117,16 @@ pub async fn nodes(client: Client, shared: Arc<Shared>, synced: watch::Sender<bo
             shared.wake.notify_one();
         }
     };
-    let delete = |name: &str| shared.cache.lock().unwrap().remove_node(name);
-    inform(
-        stream::<Node>(&client),
-        |n: &Node| n.name_any(),
-        apply,
-        delete,
-        synced,
-    )
-    .await;
+    let delete = |node: &Node| shared.cache.lock().unwrap().remove_node(&node.name_any());
+    inform(changes, apply, delete, synced).await;
 }
 
-pub async fn namespaces(client: Client, shared: Arc<Shared>, synced: watch::Sender<bool>) {
-    let apply = |ns: Namespace| {
+pub async fn namespaces(
+    changes: Subscription<Namespace>,
+    shared: Arc<Shared>,
+    synced: watch::Sender<bool>,
+) {
+    let apply = |ns: Arc<Namespace>| {
         let labels = ns.metadata.labels.clone().unwrap_or_default();
         shared
             .cache
@@ -172,37 +135,28 @@ pub async fn namespaces(client: Client, shared: Arc<Shared>, synced: watch::Send
             .namespaces
             .insert(ns.name_any(), labels);
     };
-    let delete = |name: &str| {
-        shared.cache.lock().unwrap().namespaces.remove(name);
+    let delete = |ns: &Namespace| {
+        shared
+            .cache
+            .lock()
+            .unwrap()
+            .namespaces
+            .remove(&ns.name_any());
     };
-    inform(
-        stream::<Namespace>(&client),
-        |n: &Namespace| n.name_any(),
-        apply,
-        delete,
-        synced,
-    )
-    .await;
+    inform(changes, apply, delete, synced).await;
 }
 
 /// Keeps the selectors of one kind of pod owner for PodTopologySpread's system defaults.
 pub async fn selectors<K>(
-    client: Client,
+    changes: Subscription<K>,
     shared: Arc<Shared>,
     selector: fn(&K) -> Option<Selector>,
     synced: watch::Sender<bool>,
 ) where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
+    K: Watchable,
 {
     let kind = K::kind(&());
-    let key = |object: &K| {
-        format!(
-            "{}/{}",
-            object.meta().namespace.as_deref().unwrap_or_default(),
-            object.meta().name.as_deref().unwrap_or_default()
-        )
-    };
-    let apply = |object: K| {
+    let apply = |object: Arc<K>| {
         let (namespace, name) = (
             object.meta().namespace.clone().unwrap_or_default(),
             object.meta().name.clone().unwrap_or_default(),
@@ -211,13 +165,16 @@ pub async fn selectors<K>(
             .default_selectors
             .set(&namespace, format!("{kind}/{name}"), selector(&object));
     };
-    let delete = |k: &str| {
-        let (namespace, name) = k.split_once('/').unwrap_or(("", k));
+    let delete = |object: &K| {
+        let (namespace, name) = (
+            object.meta().namespace.as_deref().unwrap_or_default(),
+            object.meta().name.as_deref().unwrap_or_default(),
+        );
         shared
             .default_selectors
             .set(namespace, format!("{kind}/{name}"), None);
     };
-    inform(stream::<K>(&client), key, apply, delete, synced).await;
+    inform(changes, apply, delete, synced).await;
 }
 
 pub fn service_selector(service: &Service) -> Option<Selector> {

@@ -5,7 +5,8 @@
 //! upstream's `PodScheduled=False` condition and `FailedScheduling` event, and may preempt
 //! lower-priority pods. A `coordination.k8s.io/v1` Lease elects one active scheduler.
 //!
-//! It talks to the API server only through the Kubernetes API (a kube-rs `Client`). This crate
+//! It talks to the API server only through the Kubernetes API (a kube-rs `Client` and the
+//! process's shared informers). This crate
 //! must not use the store or the API server's internals.
 
 pub mod cache;
@@ -23,7 +24,7 @@ mod scheduler;
 
 use std::sync::Arc;
 
-use kube::Client;
+use r8s_informers::Informers;
 
 pub use scheduler::Scheduler;
 
@@ -32,14 +33,15 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 /// Runs the scheduler until the process ends: stands by until this instance holds the
 /// `kube-system/kube-scheduler` Lease, schedules while it does, and stands by again if it loses it.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(informers: Arc<Informers>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
     let identity = leader_election::identity();
     loop {
         let lease =
             leader_election::LeaderElector::new(client.clone(), "kube-scheduler", &identity);
         lease.acquire().await;
         tracing::info!(%identity, "became the leading scheduler");
-        let scheduler = Scheduler::new(client.clone(), Arc::new(clock::SystemClock), &identity);
+        let scheduler = Scheduler::new(informers.clone(), Arc::new(clock::SystemClock), &identity);
         tokio::select! {
             result = scheduler.run() => return result,
             () = lease.keep() => tracing::warn!("lost the scheduler lease; standing by"),

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
+use r8s_informers::Informers;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -33,6 +34,7 @@ pub struct Shared {
 }
 
 pub struct Scheduler {
+    informers: Arc<Informers>,
     client: Client,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
@@ -53,7 +55,8 @@ enum Outcome {
 }
 
 impl Scheduler {
-    pub fn new(client: Client, clock: Arc<dyn Clock>, identity: &str) -> Self {
+    pub fn new(informers: Arc<Informers>, clock: Arc<dyn Clock>, identity: &str) -> Self {
+        let client = informers.client().clone();
         let default_selectors = Arc::new(DefaultSelectors::default());
         let host = identity.split('_').next().unwrap_or(identity);
         Scheduler {
@@ -67,6 +70,7 @@ impl Scheduler {
             }),
             clock,
             client,
+            informers,
             binds: Arc::new(Semaphore::new(MAX_CONCURRENT_BINDS)),
         }
     }
@@ -80,35 +84,39 @@ impl Scheduler {
             synced.push(receiver);
             sender
         };
-        let (c, s) = (&self.client, &self.shared);
-        informers.spawn(informers::nodes(c.clone(), s.clone(), sync()));
-        informers.spawn(informers::namespaces(c.clone(), s.clone(), sync()));
+        let (i, s) = (&self.informers, &self.shared);
+        informers.spawn(informers::nodes(i.subscribe().await, s.clone(), sync()));
+        informers.spawn(informers::namespaces(
+            i.subscribe().await,
+            s.clone(),
+            sync(),
+        ));
         informers.spawn(informers::selectors::<Service>(
-            c.clone(),
+            i.subscribe().await,
             s.clone(),
             informers::service_selector,
             sync(),
         ));
         informers.spawn(informers::selectors::<ReplicationController>(
-            c.clone(),
+            i.subscribe().await,
             s.clone(),
             informers::replication_controller_selector,
             sync(),
         ));
         informers.spawn(informers::selectors::<ReplicaSet>(
-            c.clone(),
+            i.subscribe().await,
             s.clone(),
             informers::replica_set_selector,
             sync(),
         ));
         informers.spawn(informers::selectors::<StatefulSet>(
-            c.clone(),
+            i.subscribe().await,
             s.clone(),
             informers::stateful_set_selector,
             sync(),
         ));
         // Pods last: nodes are known when pending pods arrive.
-        informers.spawn(informers::pods(c.clone(), s.clone(), sync()));
+        informers.spawn(informers::pods(i.subscribe().await, s.clone(), sync()));
         for mut receiver in synced {
             receiver
                 .wait_for(|done| *done)

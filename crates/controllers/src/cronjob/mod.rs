@@ -16,10 +16,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 use crate::clock::Clock;
 use crate::events::{self, EventRecorder};
@@ -360,22 +360,16 @@ fn error_policy(_cron_job: Arc<CronJob>, error: &Error, _ctx: Arc<Context>) -> A
     Action::requeue(Duration::from_secs(5))
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (jobs, writer) = reflector::store();
-    let job_events = reflector::reflector(
-        writer,
-        watcher(Api::<Job>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches_stream(job_events, |job: Job| {
-        let owner = ownership::controller_of(&job.metadata).filter(|o| o.kind == "CronJob")?;
-        Some(ObjectRef::new(&owner.name).within(&job.namespace().unwrap_or_default()))
-    });
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let jobs = informers.store::<Job>().await;
+    let job_events = informers.subscribe::<Job>().await.touched();
+    let controller = crate::controller_for::<CronJob>(&informers)
+        .await
+        .watches_shared_stream(job_events, |job: Arc<Job>| {
+            let owner = ownership::controller_of(&job.metadata).filter(|o| o.kind == "CronJob")?;
+            Some(ObjectRef::new(&owner.name).within(&job.namespace().unwrap_or_default()))
+        });
     let ctx = Arc::new(Context {
         events: EventRecorder::new(client.clone(), "cronjob-controller"),
         client,

@@ -16,10 +16,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -393,30 +393,15 @@ fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Actio
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let config = watcher::Config::default;
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (revisions, revision_writer) = reflector::store();
-    let revision_events = reflector::reflector(
-        revision_writer,
-        watcher(Api::<ControllerRevision>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), config());
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let nodes = informers.store::<Node>().await;
+    let node_events = informers.subscribe::<Node>().await.touched();
+    let revisions = informers.store::<ControllerRevision>().await;
+    let revision_events = informers.subscribe::<ControllerRevision>().await.touched();
+    let controller = crate::controller_for::<DaemonSet>(&informers).await;
     let sets = controller.store();
     let owner_of = |meta: &ObjectMeta| {
         let owner = ownership::controller_of(meta).filter(|o| o.kind == "DaemonSet")?;
@@ -426,12 +411,12 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         )
     };
     let controller = controller
-        .watches_stream(pod_events, move |pod: Pod| owner_of(&pod.metadata))
-        .watches_stream(revision_events, move |r: ControllerRevision| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| owner_of(&pod.metadata))
+        .watches_shared_stream(revision_events, move |r: Arc<ControllerRevision>| {
             owner_of(&r.metadata)
         })
         // Any node change may make a node eligible or not for every daemon set.
-        .watches_stream(node_events, move |_: Node| {
+        .watches_shared_stream(node_events, move |_: Arc<Node>| {
             sets.state()
                 .iter()
                 .map(|ds| ObjectRef::from_obj(&**ds))

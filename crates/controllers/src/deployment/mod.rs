@@ -15,10 +15,10 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -477,53 +477,37 @@ fn error_policy(_deployment: Arc<Deployment>, error: &Error, _ctx: Arc<Context>)
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (replica_sets, rs_writer) = reflector::store();
-    let rs_events = reflector::reflector(
-        rs_writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let replica_sets = informers.store::<ReplicaSet>().await;
+    let rs_events = informers.subscribe::<ReplicaSet>().await.touched();
+    let controller = crate::controller_for::<Deployment>(&informers).await;
     let sets_for_pods = replica_sets.clone();
     let deployments = controller.store();
-    let controller =
-        controller
-            .owns_stream(rs_events)
-            .watches_stream(pod_events, move |pod: Pod| {
-                // Only Recreate looks at pods (it waits for the old ones to go), as upstream's
-                // controller: a RollingUpdate learns all it needs from its ReplicaSets, and
-                // waking it on every pod change costs a reconcile per pod write.
-                let namespace = pod.namespace().unwrap_or_default();
-                ownership::controller_of(&pod.metadata)
-                    .filter(|o| o.kind == replicaset::REPLICA_SET.kind)
-                    .and_then(|o| {
-                        sets_for_pods.get(&reflector::ObjectRef::new(&o.name).within(&namespace))
+    let controller = controller
+        .owns_shared_stream(rs_events)
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
+            // Only Recreate looks at pods (it waits for the old ones to go), as upstream's
+            // controller: a RollingUpdate learns all it needs from its ReplicaSets, and
+            // waking it on every pod change costs a reconcile per pod write.
+            let namespace = pod.namespace().unwrap_or_default();
+            ownership::controller_of(&pod.metadata)
+                .filter(|o| o.kind == replicaset::REPLICA_SET.kind)
+                .and_then(|o| {
+                    sets_for_pods.get(&reflector::ObjectRef::new(&o.name).within(&namespace))
+                })
+                .and_then(|rs| ownership::controller_of(&rs.metadata).cloned())
+                .filter(|o| o.kind == "Deployment")
+                .map(|o| reflector::ObjectRef::new(&o.name).within(&namespace))
+                .filter(|key| {
+                    deployments.get(key).is_some_and(|d| {
+                        d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref())
+                            == Some("Recreate")
                     })
-                    .and_then(|rs| ownership::controller_of(&rs.metadata).cloned())
-                    .filter(|o| o.kind == "Deployment")
-                    .map(|o| reflector::ObjectRef::new(&o.name).within(&namespace))
-                    .filter(|key| {
-                        deployments.get(key).is_some_and(|d| {
-                            d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref())
-                                == Some("Recreate")
-                        })
-                    })
-            });
+                })
+        });
     let ctx = Arc::new(Context {
         events: EventRecorder::new(client.clone(), "deployment-controller"),
         client,

@@ -19,10 +19,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 use crate::clock::Clock;
 use crate::replicaset::pods::is_ready;
@@ -299,18 +299,11 @@ pub fn budgets_of(
         .collect()
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let controller = crate::controller_for::<PodDisruptionBudget>(&informers).await;
     let budgets = controller.store();
     let ctx = Arc::new(Context {
         client,
@@ -318,7 +311,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         clock,
     });
     controller
-        .watches_stream(pod_events, move |pod: Pod| budgets_of(&pod, &budgets))
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| budgets_of(&pod, &budgets))
         .run(sync, error_policy, ctx)
         .for_each(|_| async {})
         .await;

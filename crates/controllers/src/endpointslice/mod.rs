@@ -14,10 +14,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 
 use crate::clock::Clock;
 use crate::service_endpoints::{self as endpoints, LAST_CHANGE_TRIGGER_TIME};
@@ -141,48 +141,23 @@ pub fn services_of(
     refs
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (slices, slice_writer) = reflector::store();
-    let slice_events = reflector::reflector(
-        slice_writer,
-        watcher(
-            Api::<EndpointSlice>::all(client.clone()),
-            watcher::Config::default().labels(&format!(
-                "{}={}",
-                slices::MANAGED_BY_LABEL,
-                slices::CONTROLLER_NAME
-            )),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    // Every slice, ours or not: what is ours is told by its managed-by label where it matters.
+    let slices = informers.store::<EndpointSlice>().await;
+    let slice_events = informers.subscribe::<EndpointSlice>().await.touched();
+    // Nodes only feed the zone lookup; their events trigger nothing.
+    let nodes = informers.store::<Node>().await;
+    let controller = crate::controller_for::<Service>(&informers).await;
     let services = controller.store();
     let slices_for_pods = slices.clone();
     let controller = controller
-        .owns_stream(slice_events)
-        .watches_stream(pod_events, move |pod: Pod| {
+        .owns_shared_stream(slice_events)
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             services_of(&pod, &services, &slices_for_pods)
-        })
-        // Nodes only feed the zone lookup; their events trigger nothing.
-        .watches_stream(node_events, |_: Node| Vec::<ObjectRef<Service>>::new());
+        });
     let ctx = Arc::new(Context {
         client,
         pods,

@@ -18,10 +18,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -283,7 +283,7 @@ fn error_policy(_job: Arc<Job>, error: &Error, _ctx: Arc<Context>) -> Action {
 async fn release_orphans(
     client: Client,
     jobs: Store<Job>,
-    mut orphans: tokio::sync::mpsc::UnboundedReceiver<Pod>,
+    mut orphans: tokio::sync::mpsc::UnboundedReceiver<Arc<Pod>>,
 ) {
     if jobs.wait_until_ready().await.is_err() {
         return;
@@ -315,19 +315,15 @@ async fn release_orphans(
     }
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let (pods, writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let controller = crate::controller_for::<Job>(&informers).await;
     let jobs = controller.store();
     let (orphans_tx, orphans) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(release_orphans(client.clone(), jobs.clone(), orphans));
-    let controller = controller.watches_stream(pod_events, move |pod: Pod| {
+    let controller = controller.watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
         let owner = ownership::controller_of(&pod.metadata).filter(|o| o.kind == "Job")?;
         let namespace = pod.namespace().unwrap_or_default();
         let job = ObjectRef::new(&owner.name).within(&namespace);

@@ -16,10 +16,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -164,27 +164,16 @@ fn error_policy(_node: Arc<Node>, error: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(RETRY)
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>, grace: Duration) -> anyhow::Result<()> {
-    let (leases, lease_writer) = reflector::store();
-    let lease_events = reflector::reflector(
-        lease_writer,
-        watcher(
-            Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default().fields("spec.nodeName!="),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+pub async fn run(
+    informers: Arc<Informers>,
+    clock: Arc<dyn Clock>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let leases = informers.store::<Lease>().await;
+    let lease_events = informers.subscribe::<Lease>().await.touched();
+    // Pods only feed the cache; a silent node re-syncs on its own schedule.
+    let pods = informers.store::<Pod>().await;
     let ctx = Arc::new(Context {
         events: EventRecorder::new(client.clone(), "node-controller"),
         client: client.clone(),
@@ -193,12 +182,12 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>, grace: Duration) -> anyh
         clock,
         grace: SignedDuration::try_from(grace)?,
     });
-    Controller::new(Api::<Node>::all(client), watcher::Config::default())
-        .watches_stream(lease_events, |lease: Lease| {
-            vec![ObjectRef::new(&lease.name_any())]
+    crate::controller_for::<Node>(&informers)
+        .await
+        .watches_shared_stream(lease_events, |lease: Arc<Lease>| {
+            (lease.namespace().as_deref() == Some(LEASE_NAMESPACE))
+                .then(|| ObjectRef::new(&lease.name_any()))
         })
-        // Pods only feed the cache; a silent node re-syncs on its own schedule.
-        .watches_stream(pod_events, |_: Pod| Vec::<ObjectRef<Node>>::new())
         .run(sync, error_policy, ctx)
         .for_each(|_| async {})
         .await;

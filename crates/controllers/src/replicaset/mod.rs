@@ -16,11 +16,12 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+use r8s_informers::{Informers, Watchable};
 
 use crate::clock::Clock;
 use crate::events::{self, EventRecorder};
@@ -347,30 +348,20 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
 
 /// Runs the controller for ReplicaSets (`to_rs` = identity) or ReplicationControllers.
 pub async fn run_for<K>(
-    client: Client,
+    informers: Arc<Informers>,
     clock: Arc<dyn Clock>,
     workload: &'static Workload,
     to_rs: fn(&K) -> ReplicaSet,
 ) -> anyhow::Result<()>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
-    let (pods, writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let controller = crate::controller_for::<K>(&informers).await;
     let owners = controller.store();
-    let controller = controller.watches_stream(pod_events, move |pod: Pod| {
+    let controller = controller.watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
         owners_of(&pod, workload, &owners, to_rs)
     });
     let ctx = Arc::new(Context {
@@ -423,13 +414,14 @@ where
     }
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    run_for::<ReplicaSet>(client, clock, &REPLICA_SET, Clone::clone).await
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    run_for::<ReplicaSet>(informers, clock, &REPLICA_SET, Clone::clone).await
 }
 
 pub async fn run_replication_controllers(
-    client: Client,
+    informers: Arc<Informers>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    run_for::<ReplicationController>(client, clock, &REPLICATION_CONTROLLER, replica_set_of).await
+    run_for::<ReplicationController>(informers, clock, &REPLICATION_CONTROLLER, replica_set_of)
+        .await
 }

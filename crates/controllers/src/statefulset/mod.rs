@@ -19,10 +19,10 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use r8s_informers::Informers;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -452,42 +452,30 @@ fn sets_for(meta: &ObjectMeta, sets: &Store<StatefulSet>) -> Vec<ObjectRef<State
     }
 }
 
-pub async fn run(client: Client, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let config = watcher::Config::default;
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (claims, claim_writer) = reflector::store();
-    let claim_events = reflector::reflector(
-        claim_writer,
-        watcher(Api::<PersistentVolumeClaim>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (revisions, revision_writer) = reflector::store();
-    let revision_events = reflector::reflector(
-        revision_writer,
-        watcher(Api::<ControllerRevision>::all(client.clone()), config()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), config());
+pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let client = informers.client().clone();
+    let pods = informers.store::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let claims = informers.store::<PersistentVolumeClaim>().await;
+    let claim_events = informers
+        .subscribe::<PersistentVolumeClaim>()
+        .await
+        .touched();
+    let revisions = informers.store::<ControllerRevision>().await;
+    let revision_events = informers.subscribe::<ControllerRevision>().await.touched();
+    let controller = crate::controller_for::<StatefulSet>(&informers).await;
     let sets = controller.store();
     let (for_pods, for_revisions) = (sets.clone(), sets.clone());
     let controller = controller
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             sets_for(&pod.metadata, &for_pods)
         })
-        .watches_stream(revision_events, move |r: ControllerRevision| {
+        .watches_shared_stream(revision_events, move |r: Arc<ControllerRevision>| {
             sets_for(&r.metadata, &for_revisions)
         })
         // Claims carry the set's selector labels, and are owned by the set or a pod, if at all.
-        .watches_stream(claim_events, move |c: PersistentVolumeClaim| {
-            let mut meta = c.metadata;
+        .watches_shared_stream(claim_events, move |c: Arc<PersistentVolumeClaim>| {
+            let mut meta = c.metadata.clone();
             meta.owner_references = None;
             sets_for(&meta, &sets)
         });
