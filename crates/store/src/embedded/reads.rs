@@ -19,13 +19,29 @@ fn kv_from(row: &Row, offset: usize) -> rusqlite::Result<KeyValue> {
     })
 }
 
+// No statement here binds a LIMIT or joins on a bound key: SQLite plans those with the bound
+// values and so re-prepares (re-parses and re-plans) them on every new binding. Limits are
+// applied by stopping the row iteration; point reads use a subquery.
+
+pub(super) const GET: &str = "SELECT l.key, l.value, l.create_rev, l.rev FROM log l
+     WHERE l.rev = (SELECT rev FROM live WHERE key = ?1)";
+pub(super) const RANGE: &str =
+    "SELECT l.key, l.value, l.create_rev, l.rev FROM live JOIN log l ON l.rev = live.rev
+     WHERE live.key >= ?1 AND live.key < ?2 ORDER BY live.key";
+pub(super) const RANGE_AT: &str = "SELECT l.key, l.value, l.create_rev, l.rev FROM
+       (SELECT key, max(rev) AS newest FROM log
+        WHERE key >= ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) AS m
+     JOIN log l ON l.rev = m.newest
+     WHERE l.deleted = 0 ORDER BY l.key";
+pub(super) const HISTORY: &str = "SELECT l.key, l.value, l.create_rev, l.rev, l.deleted,
+            p.key, p.value, p.create_rev, p.rev
+     FROM log l LEFT JOIN log p ON p.rev = l.prev_rev
+     WHERE l.rev >= ?1 AND l.key >= ?2 AND l.key < ?3 ORDER BY l.rev";
+
 pub(super) fn get(conn: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
-    conn.prepare_cached(
-        "SELECT l.key, l.value, l.create_rev, l.rev FROM live JOIN log l ON l.rev = live.rev
-         WHERE live.key = ?1",
-    )?
-    .query_row([key], |row| kv_from(row, 0))
-    .optional()
+    conn.prepare_cached(GET)?
+        .query_row([key], |row| kv_from(row, 0))
+        .optional()
 }
 
 pub(super) fn range(
@@ -48,40 +64,32 @@ pub(super) fn range(
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(err)?;
     let fetch = if opts.limit == 0 {
-        -1
+        usize::MAX
     } else {
-        opts.limit as i64 + 1
+        opts.limit + 1
     };
     let mut kvs = match opts.revision {
         None => {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT l.key, l.value, l.create_rev, l.rev FROM live JOIN log l ON l.rev = live.rev
-                     WHERE live.key >= ?1 AND live.key < ?2 ORDER BY live.key LIMIT ?3",
-                )
-                .map_err(err)?;
+            let mut stmt = tx.prepare_cached(RANGE).map_err(err)?;
             let rows = stmt
-                .query_map(rusqlite::params![start, end, fetch], |row| kv_from(row, 0))
+                .query_map(rusqlite::params![start, end], |row| kv_from(row, 0))
                 .map_err(err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
+            rows.take(fetch)
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?
         }
         Some(revision) => {
             check_readable(shared, revision, current)?;
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT l.key, l.value, l.create_rev, l.rev FROM
-                       (SELECT key, max(rev) AS newest FROM log
-                        WHERE key >= ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) AS m
-                     JOIN log l ON l.rev = m.newest
-                     WHERE l.deleted = 0 ORDER BY l.key LIMIT ?4",
-                )
-                .map_err(err)?;
+            let mut stmt = tx.prepare_cached(RANGE_AT).map_err(err)?;
             let rows = stmt
-                .query_map(rusqlite::params![start, end, revision, fetch], |row| {
+                .query_map(rusqlite::params![start, end, revision], |row| {
                     kv_from(row, 0)
                 })
                 .map_err(err)?;
-            let kvs = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?;
+            let kvs = rows
+                .take(fetch)
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
             // Compaction may have removed rows this read needed while it ran.
             check_readable(shared, revision, current)?;
             kvs
@@ -120,13 +128,8 @@ pub(super) fn history(
     from: Revision,
     limit: usize,
 ) -> rusqlite::Result<Vec<WatchEvent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT l.key, l.value, l.create_rev, l.rev, l.deleted,
-                p.key, p.value, p.create_rev, p.rev
-         FROM log l LEFT JOIN log p ON p.rev = l.prev_rev
-         WHERE l.rev >= ?1 AND l.key >= ?2 AND l.key < ?3 ORDER BY l.rev LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(rusqlite::params![from, start, end, limit as i64], |row| {
+    let mut stmt = conn.prepare_cached(HISTORY)?;
+    let rows = stmt.query_map(rusqlite::params![from, start, end], |row| {
         let kv = kv_from(row, 0)?;
         let deleted: bool = row.get(4)?;
         let prev = match row.get::<_, Option<String>>(5)? {
@@ -143,5 +146,5 @@ pub(super) fn history(
             prev,
         })
     })?;
-    rows.collect()
+    rows.take(limit).collect()
 }

@@ -231,10 +231,9 @@ impl Writer {
         let now = unix_millis(SystemTime::now());
         let expired: Vec<String> = self
             .conn
-            .prepare_cached(
-                "SELECT key FROM live WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2",
-            )?
-            .query_map(params![now, TTL_CHUNK], |r| r.get(0))?
+            .prepare_cached(EXPIRED)?
+            .query_map(params![now], |r| r.get(0))?
+            .take(TTL_CHUNK as usize)
             .collect::<rusqlite::Result<_>>()?;
         if !expired.is_empty() {
             if expired.len() as i64 == TTL_CHUNK {
@@ -328,6 +327,13 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     }
 }
+
+// As in `reads`: no bound LIMIT and no join on a bound key, which SQLite re-prepares for every
+// new binding.
+pub(super) const EXPIRED: &str =
+    "SELECT key FROM live WHERE expires_at IS NOT NULL AND expires_at <= ?1";
+pub(super) const CURRENT: &str = "SELECT l.create_rev, l.rev, l.value FROM log l
+     WHERE l.rev = (SELECT rev FROM live WHERE key = ?1)";
 
 /// Applies one request inside the batch's transaction. Rule violations (conflicts, missing
 /// keys) answer that request only; SQLite errors abort the whole batch.
@@ -446,19 +452,16 @@ fn apply(
 }
 
 fn current(tx: &Transaction, key: &str) -> rusqlite::Result<Option<KeyValue>> {
-    tx.prepare_cached(
-        "SELECT l.create_rev, l.rev, l.value FROM live JOIN log l ON l.rev = live.rev
-         WHERE live.key = ?1",
-    )?
-    .query_row([key], |r| {
-        Ok(KeyValue {
-            key: key.to_owned(),
-            create_revision: r.get(0)?,
-            mod_revision: r.get(1)?,
-            value: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+    tx.prepare_cached(CURRENT)?
+        .query_row([key], |r| {
+            Ok(KeyValue {
+                key: key.to_owned(),
+                create_revision: r.get(0)?,
+                mod_revision: r.get(1)?,
+                value: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+            })
         })
-    })
-    .optional()
+        .optional()
 }
 
 fn put(
