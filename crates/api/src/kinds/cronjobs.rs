@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::defaulting::{default_pod_template, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, items, text};
-use super::{Column, Kind, jobs};
+use super::{Column, FieldError, Kind, jobs};
 
 pub struct CronJobs;
 
@@ -51,6 +51,13 @@ impl Kind for CronJobs {
 
     fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
         default_cron_job(new);
+    }
+
+    fn validate(&self, object: &Value) -> Vec<FieldError> {
+        jobs::validate_spec(
+            &object["spec"]["jobTemplate"]["spec"],
+            "spec.jobTemplate.spec.",
+        )
     }
 
     fn columns(&self) -> Option<&'static [Column]> {

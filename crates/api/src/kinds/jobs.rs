@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::defaulting::{default_pod_template, items_mut, object_field, set_default};
 use super::printing::{self, AGE, CONTAINERS, IMAGES, NAME, column, int, items, wide};
-use super::{Column, Kind};
+use super::{Column, FieldError, Kind};
 
 pub struct Jobs;
 
@@ -53,6 +53,10 @@ impl Kind for Jobs {
         default_job(new);
     }
 
+    fn validate(&self, object: &Value) -> Vec<FieldError> {
+        validate_spec(&object["spec"], "spec.")
+    }
+
     fn columns(&self) -> Option<&'static [Column]> {
         Some(COLUMNS)
     }
@@ -60,6 +64,316 @@ impl Kind for Jobs {
     fn cells(&self, object: &Value) -> Vec<Value> {
         row(object, OffsetDateTime::now_utc())
     }
+}
+
+/// Upstream's JobSpec rules (its declarative validation of batch/v1), with its messages.
+pub fn validate_spec(spec: &Value, prefix: &str) -> Vec<FieldError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut invalid = |path: &str, value: &Value, message: &str| {
+        errors.push((
+            format!("{prefix}{path}"),
+            format!("Invalid value: {value}: {message}"),
+        ))
+    };
+    for field in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+        "ttlSecondsAfterFinished",
+    ] {
+        if spec[field].as_i64().is_some_and(|n| n < 0) {
+            invalid(field, &spec[field], "must be greater than or equal to 0");
+        }
+    }
+    let indexed = spec["completionMode"].as_str() == Some("Indexed");
+    let has = |field: &str| !spec[field].is_null();
+    if !indexed && has("backoffLimitPerIndex") {
+        invalid(
+            "backoffLimitPerIndex",
+            &spec["backoffLimitPerIndex"],
+            "requires indexed completion mode",
+        );
+    }
+    if !indexed && has("maxFailedIndexes") {
+        invalid(
+            "maxFailedIndexes",
+            &spec["maxFailedIndexes"],
+            "requires indexed completion mode",
+        );
+    }
+    if has("maxFailedIndexes") && !has("backoffLimitPerIndex") {
+        invalid(
+            "maxFailedIndexes",
+            &spec["maxFailedIndexes"],
+            "requires the backoffLimitPerIndex to be set",
+        );
+    }
+    if let (Some(max), Some(completions)) = (
+        spec["maxFailedIndexes"].as_i64(),
+        spec["completions"].as_i64(),
+    ) && max > completions
+    {
+        invalid(
+            "maxFailedIndexes",
+            &spec["maxFailedIndexes"],
+            "must be less than or equal to completions",
+        );
+    }
+    if !indexed && has("successPolicy") {
+        invalid(
+            "successPolicy",
+            &spec["successPolicy"],
+            "requires indexed completion mode",
+        );
+    }
+    let restart = &spec["template"]["spec"]["restartPolicy"];
+    match restart.as_str() {
+        Some("OnFailure" | "Never") => {}
+        None | Some("") => errors.push((
+            format!("{prefix}template.spec.restartPolicy"),
+            "Required value: valid values: \"OnFailure\", \"Never\"".into(),
+        )),
+        Some(other) => errors.push((
+            format!("{prefix}template.spec.restartPolicy"),
+            format!("Unsupported value: {other:?}: supported values: \"OnFailure\", \"Never\""),
+        )),
+    }
+    if let Some(policy) = spec.get("podFailurePolicy").filter(|p| !p.is_null()) {
+        if restart.as_str().is_some_and(|r| r != "Never") {
+            errors.push((
+                format!("{prefix}template.spec.restartPolicy"),
+                format!("Invalid value: {restart}: only \"Never\" is supported when podFailurePolicy is specified"),
+            ));
+        }
+        if spec["podReplacementPolicy"]
+            .as_str()
+            .is_some_and(|p| p != "Failed")
+        {
+            errors.push((
+                format!("{prefix}podReplacementPolicy"),
+                format!(
+                    "Invalid value: {}: must be \"Failed\" when podFailurePolicy is used",
+                    spec["podReplacementPolicy"]
+                ),
+            ));
+        }
+        errors.extend(validate_pod_failure_policy(policy, spec, prefix));
+    }
+    if let Some(policy) = spec.get("successPolicy").filter(|p| !p.is_null()) {
+        errors.extend(validate_success_policy(policy, spec, prefix));
+    }
+    errors
+}
+
+fn validate_pod_failure_policy(policy: &Value, spec: &Value, prefix: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let rules = policy["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if rules.len() > 20 {
+        errors.push((
+            format!("{prefix}podFailurePolicy.rules"),
+            format!("Too many: {}: must have at most 20 items", rules.len()),
+        ));
+    }
+    let template = &spec["template"]["spec"];
+    let container_names: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| template[*list].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("{prefix}podFailurePolicy.rules[{i}]");
+        let action = rule["action"].as_str().unwrap_or_default();
+        if !["FailJob", "FailIndex", "Ignore", "Count"].contains(&action) {
+            errors.push((
+                format!("{path}.action"),
+                format!("Unsupported value: {action:?}: supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\""),
+            ));
+        }
+        if action == "FailIndex" && spec["backoffLimitPerIndex"].is_null() {
+            errors.push((
+                format!("{path}.action"),
+                "Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set".into(),
+            ));
+        }
+        let exit_codes = &rule["onExitCodes"];
+        let conditions = &rule["onPodConditions"];
+        match (
+            exit_codes.is_null(),
+            conditions.as_array().is_none_or(Vec::is_empty),
+        ) {
+            (true, true) => errors.push((
+                path.clone(),
+                "Invalid value: specifying one of OnExitCodes and OnPodConditions is required"
+                    .into(),
+            )),
+            (false, false) => errors.push((
+                path.clone(),
+                "Invalid value: specifying both OnExitCodes and OnPodConditions is not supported"
+                    .into(),
+            )),
+            _ => {}
+        }
+        if !exit_codes.is_null() {
+            let operator = exit_codes["operator"].as_str().unwrap_or_default();
+            if !["In", "NotIn"].contains(&operator) {
+                errors.push((
+                    format!("{path}.onExitCodes.operator"),
+                    format!("Unsupported value: {operator:?}: supported values: \"In\", \"NotIn\""),
+                ));
+            }
+            let values: Vec<i64> = exit_codes["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .collect();
+            let values_path = format!("{path}.onExitCodes.values");
+            if values.is_empty() {
+                errors.push((
+                    values_path.clone(),
+                    "Required value: at least one value is required".into(),
+                ));
+            } else if values.len() > 255 {
+                errors.push((
+                    values_path.clone(),
+                    format!("Too many: {}: must have at most 255 items", values.len()),
+                ));
+            }
+            for (j, pair) in values.windows(2).enumerate() {
+                if pair[1] == pair[0] {
+                    errors.push((
+                        format!("{values_path}[{}]", j + 1),
+                        format!("Duplicate value: {}", pair[1]),
+                    ));
+                } else if pair[1] < pair[0] {
+                    errors.push((
+                        format!("{values_path}[{}]", j + 1),
+                        format!("Invalid value: {}: must be ordered", pair[1]),
+                    ));
+                }
+            }
+            if operator == "In" && values.contains(&0) {
+                let j = values.iter().position(|v| *v == 0).unwrap_or_default();
+                errors.push((
+                    format!("{values_path}[{j}]"),
+                    "Invalid value: 0: must not be 0 for the In operator".into(),
+                ));
+            }
+            if let Some(name) = exit_codes["containerName"].as_str()
+                && !container_names.contains(&name)
+            {
+                errors.push((
+                    format!("{path}.onExitCodes.containerName"),
+                    format!("Invalid value: {name:?}: must be one of the container or initContainer names in the pod template"),
+                ));
+            }
+        }
+        for (j, pattern) in conditions.as_array().into_iter().flatten().enumerate() {
+            let status = pattern["status"].as_str().unwrap_or("True");
+            if !["True", "False", "Unknown"].contains(&status) {
+                errors.push((
+                    format!("{path}.onPodConditions[{j}].status"),
+                    format!("Unsupported value: {status:?}: supported values: \"False\", \"True\", \"Unknown\""),
+                ));
+            }
+            if pattern["type"].as_str().is_none_or(str::is_empty) {
+                errors.push((
+                    format!("{path}.onPodConditions[{j}].type"),
+                    "Required value".into(),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn validate_success_policy(policy: &Value, spec: &Value, prefix: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let rules = policy["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if rules.is_empty() {
+        errors.push((format!("{prefix}successPolicy.rules"), "Required value: at least one rules must be specified when the successPolicy is specified".into()));
+    }
+    if rules.len() > 20 {
+        errors.push((
+            format!("{prefix}successPolicy.rules"),
+            format!("Too many: {}: must have at most 20 items", rules.len()),
+        ));
+    }
+    let completions = spec["completions"].as_i64().unwrap_or(0);
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("{prefix}successPolicy.rules[{i}]");
+        let indexes = rule["succeededIndexes"].as_str();
+        let count = rule["succeededCount"].as_i64();
+        if indexes.is_none() && count.is_none() {
+            errors.push((
+                path.clone(),
+                "Required value: at least one of succeededCount or succeededIndexes must be specified".into(),
+            ));
+        }
+        if let Some(count) = count {
+            if count < 0 {
+                errors.push((
+                    format!("{path}.succeededCount"),
+                    format!("Invalid value: {count}: must be greater than or equal to 0"),
+                ));
+            } else if count > completions {
+                errors.push((
+                    format!("{path}.succeededCount"),
+                    format!("Invalid value: {count}: must be less than or equal to {completions} (the number of specified completions)"),
+                ));
+            }
+        }
+        if let Some(text) = indexes
+            && let Err(message) = check_indexes(text, completions)
+        {
+            errors.push((
+                format!("{path}.succeededIndexes"),
+                format!("Invalid value: {text:?}: error parsing succeededIndexes: {message}"),
+            ));
+        }
+    }
+    errors
+}
+
+/// A completion-index list ("1,3-5"): increasing, within `[0, completions)`.
+fn check_indexes(text: &str, completions: i64) -> Result<(), String> {
+    let mut last: Option<i64> = None;
+    for part in text.split(',') {
+        let (first, end) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let parse = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| format!("cannot convert string to integer for index: {s:?}"))
+        };
+        let (first, end) = (parse(first)?, parse(end)?);
+        if first > end {
+            return Err(format!(
+                "non-increasing order, previous: {first}, current: {end}"
+            ));
+        }
+        if last.is_some_and(|l| first <= l) {
+            return Err(format!(
+                "overlapping or non-increasing order, previous: {}, current: {first}",
+                last.unwrap_or_default()
+            ));
+        }
+        if end >= completions {
+            return Err(format!("too large index: {end}"));
+        }
+        last = Some(end);
+    }
+    Ok(())
 }
 
 /// Whether the job's first condition of this type is True.
@@ -366,5 +680,80 @@ mod tests {
         let failing =
             json!({ "status": { "conditions": [{ "type": "FailureTarget", "status": "True" }] } });
         assert_eq!(status(&failing), "FailureTarget");
+    }
+
+    fn errors_of(spec: Value) -> Vec<String> {
+        validate_spec(&spec, "spec.")
+            .into_iter()
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect()
+    }
+
+    fn never() -> Value {
+        json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "main"}]}})
+    }
+
+    #[test]
+    fn a_job_template_must_not_restart_always() {
+        let errors = errors_of(json!({"template": {"spec": {"restartPolicy": "Always"}}}));
+        assert_eq!(
+            errors,
+            [
+                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+            ]
+        );
+        assert!(errors_of(json!({"template": never()})).is_empty());
+    }
+
+    #[test]
+    fn a_pod_failure_policy_needs_never_and_failindex_needs_a_per_index_limit() {
+        let policy = json!({"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1, 2]}},
+            {"action": "FailJob", "onExitCodes": {"containerName": "other", "operator": "In", "values": [0]}},
+        ]});
+        let mut template = never();
+        template["spec"]["restartPolicy"] = json!("OnFailure");
+        let errors = errors_of(json!({"template": template, "podFailurePolicy": policy}));
+        assert_eq!(
+            errors,
+            [
+                "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+                "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+                "spec.podFailurePolicy.rules[1].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",
+                "spec.podFailurePolicy.rules[1].onExitCodes.containerName: Invalid value: \"other\": must be one of the container or initContainer names in the pod template",
+            ]
+        );
+    }
+
+    #[test]
+    fn per_index_limits_and_success_policies_need_indexed_jobs() {
+        let errors = errors_of(json!({
+            "template": never(), "completions": 3, "backoffLimitPerIndex": 1,
+            "successPolicy": {"rules": [{"succeededCount": 2}]},
+        }));
+        assert_eq!(
+            errors,
+            [
+                "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+                "spec.successPolicy: Invalid value: {\"rules\":[{\"succeededCount\":2}]}: requires indexed completion mode",
+            ]
+        );
+        let errors = errors_of(json!({
+            "template": never(), "completions": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1, "maxFailedIndexes": 1,
+            "successPolicy": {"rules": [{"succeededIndexes": "0,2", "succeededCount": 4}]},
+        }));
+        assert_eq!(
+            errors,
+            [
+                "spec.successPolicy.rules[0].succeededCount: Invalid value: 4: must be less than or equal to 3 (the number of specified completions)"
+            ]
+        );
+        let errors = errors_of(json!({
+            "template": never(), "completions": 3, "completionMode": "Indexed",
+            "successPolicy": {"rules": [{"succeededIndexes": "2,1"}]},
+        }));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("non-increasing order"), "{errors:?}");
     }
 }

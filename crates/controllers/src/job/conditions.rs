@@ -23,6 +23,28 @@ pub const DEADLINE_EXCEEDED: (&str, &str) = (
     "Job was active longer than specified deadline",
 );
 
+pub const MAX_FAILED_INDEXES_EXCEEDED: (&str, &str) = (
+    "MaxFailedIndexesExceeded",
+    "Job has exceeded the specified maximal number of failed indexes",
+);
+pub const FAILED_INDEXES: (&str, &str) = ("FailedIndexes", "Job has failed indexes");
+/// Reasons whose messages come from the matched rule.
+pub const POD_FAILURE_POLICY: &str = "PodFailurePolicy";
+pub const SUCCESS_POLICY: &str = "SuccessPolicy";
+
+/// The `'static` reason for the event announcing a failure with this condition reason.
+pub fn event_reason(reason: &str) -> &'static str {
+    [
+        DEADLINE_EXCEEDED.0,
+        MAX_FAILED_INDEXES_EXCEEDED.0,
+        FAILED_INDEXES.0,
+        POD_FAILURE_POLICY,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or(BACKOFF_LIMIT_EXCEEDED.0)
+}
+
 fn true_condition<'a>(job: &'a Job, types: &[&str]) -> Option<&'a JobCondition> {
     job.status
         .as_ref()?

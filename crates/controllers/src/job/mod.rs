@@ -1,11 +1,15 @@
 //! The Job controller (batch/v1): runs pods to `completions` with `parallelism` at a time
 //! (NonIndexed, or Indexed with one pod per completion index), replaces failed pods with
-//! exponential back-off up to `backoffLimit`, enforces `activeDeadlineSeconds` and `suspend`,
+//! exponential back-off up to `backoffLimit` (or `backoffLimitPerIndex`), applies
+//! `podFailurePolicy` and `successPolicy`, enforces `activeDeadlineSeconds` and `suspend`,
 //! and counts finished pods exactly once through the job-tracking finalizer.
 
 pub mod conditions;
 pub mod indexes;
 pub mod plan;
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 pub mod tracking;
@@ -63,8 +67,9 @@ pub fn owned_pods(job: &Job, pods: &Store<Pod>) -> Vec<Arc<Pod>> {
     })
 }
 
-/// The pod a job creates from its template, for a completion index in Indexed mode.
-pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
+/// The pod a job creates from its template, for a completion index in Indexed mode; with
+/// `backoffLimitPerIndex`, `failures` are the index's (counted, ignored) failures so far.
+pub fn pod_from_template(job: &Job, index: Option<i32>, failures: Option<(i32, i32)>) -> Pod {
     let spec = job.spec.clone().unwrap_or_default();
     let template = spec.template;
     let meta = template.metadata.unwrap_or_default();
@@ -78,6 +83,13 @@ pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
         Some(i) => {
             labels.insert(indexes::INDEX_KEY.into(), i.to_string());
             annotations.insert(indexes::INDEX_KEY.into(), i.to_string());
+            if let Some((counted, ignored)) = failures {
+                annotations.insert(indexes::FAILURE_COUNT_KEY.into(), counted.to_string());
+                if ignored > 0 {
+                    let key = indexes::IGNORED_FAILURE_COUNT_KEY;
+                    annotations.insert(key.into(), ignored.to_string());
+                }
+            }
             // Indexed pods get a stable hostname and their index in the environment.
             pod_spec.hostname = Some(format!("{name}-{i}"));
             let env = EnvVar {
@@ -154,11 +166,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
 
     // Record finished pods before their finalizers come off, so none is lost or counted twice.
     if !finished && job.metadata.deletion_timestamp.is_none() {
-        let uncounted = tracking::record_finished(&job, &owned, &ctx.removals, now);
-        let status = job.status.get_or_insert_default();
-        let recorded = Some(uncounted).filter(|u| u.succeeded.is_some() || u.failed.is_some());
-        if status.uncounted_terminated_pods != recorded {
-            status.uncounted_terminated_pods = recorded;
+        let status = plan::before_release(&job, &owned, &ctx.removals, now);
+        if job.status.as_ref() != Some(&status) {
+            job.status = Some(status);
             job = jobs
                 .replace_status(&name, &PostParams::default(), &job)
                 .await
@@ -217,10 +227,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let indexes = std::sync::Mutex::new(decision.create.clone().into_iter());
     let (created, error) = slow_start(decision.create.len(), || {
         let index = indexes.lock().unwrap().next().flatten();
+        let failures = index.and_then(|i| decision.index_failures.get(&i).copied());
         let (pods_api, ctx, key, regarding, job) = (&pods_api, &ctx, &key, &regarding, &job);
         async move {
             let pod = pods_api
-                .create(&PostParams::default(), &pod_from_template(job, index))
+                .create(
+                    &PostParams::default(),
+                    &pod_from_template(job, index, failures),
+                )
                 .await?;
             ctx.expectations.created(key, pod.name_any(), now);
             let note = format!("Created pod: {}", pod.name_any());

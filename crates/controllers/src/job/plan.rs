@@ -12,12 +12,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::conditions::{self, FAILURE_TARGET, SUCCESS_CRITERIA_MET, SUSPENDED};
-use super::{indexes, tracking};
+use super::tracking::FinalizerRemovals;
+use super::{indexes, policy, tracking};
 use crate::replicaset::pods as replica_pods;
 
 /// Upstream's `DefaultJobPodFailureBackOff` and its cap.
-const BACKOFF_BASE: SignedDuration = SignedDuration::from_secs(10);
-const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(360);
+pub const BACKOFF_BASE: SignedDuration = SignedDuration::from_secs(10);
+pub const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(360);
 /// Upstream's `MaxPodCreateDeletePerSync`.
 const MAX_PER_SYNC: usize = 500;
 
@@ -33,6 +34,9 @@ pub struct Decision {
     pub status: JobStatus,
     /// Pods to create: `Some(index)` for an Indexed job.
     pub create: Vec<Option<i32>>,
+    /// With `backoffLimitPerIndex`, the (counted, ignored) failures each created index's pod
+    /// carries over from the pod it replaces.
+    pub index_failures: BTreeMap<i32, (i32, i32)>,
     pub delete: Vec<Arc<Pod>>,
     pub events: Vec<Event>,
     pub requeue: Option<Duration>,
@@ -42,7 +46,7 @@ pub fn is_indexed(job: &Job) -> bool {
     job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed")
 }
 
-fn finish_time(pod: &Pod) -> Option<Timestamp> {
+pub fn finish_time(pod: &Pod) -> Option<Timestamp> {
     let status = pod.status.as_ref()?;
     let terminated = status
         .container_statuses
@@ -87,6 +91,32 @@ fn restarts(pods: &[&Arc<Pod>]) -> i32 {
         .sum()
 }
 
+/// The status to write before any finalizer comes off, so nothing a pod tells is lost with it:
+/// finished pods recorded as uncounted, failed indexes, and a pod failure policy's FailJob
+/// verdict (upstream records the interim FailureTarget first for the same reason).
+pub fn before_release(
+    job: &Job,
+    owned: &[Arc<Pod>],
+    removals: &FinalizerRemovals,
+    now: Timestamp,
+) -> JobStatus {
+    let mut status = job.status.clone().unwrap_or_default();
+    let uncounted = tracking::record_finished(job, owned, removals, now);
+    let recorded = Some(uncounted).filter(|u| u.succeeded.is_some() || u.failed.is_some());
+    status.uncounted_terminated_pods = recorded;
+    if indexes::backoff_limit_per_index(job).is_some() {
+        status.failed_indexes = Some(indexes::format(&indexes::failed(job, owned)));
+    }
+    if conditions::target(job).is_none()
+        && let Some(message) = policy::fail_job_message(job, owned)
+    {
+        let conds = status.conditions.get_or_insert_default();
+        let reason = (conditions::POD_FAILURE_POLICY, message.as_str());
+        conditions::set(conds, FAILURE_TARGET, true, reason, now);
+    }
+    status
+}
+
 /// Decides one sync. `status` is the job's status with finished pods already recorded;
 /// `owned` are the pods the job controls; `satisfied` says the cache shows this controller's
 /// last creates and deletes.
@@ -113,17 +143,15 @@ pub fn decide(
     let indexed = is_indexed(job) && completions.is_some();
     let mut completed = BTreeSet::new();
     if indexed {
-        let limit = completions.unwrap_or(0);
-        completed = indexes::parse(status.completed_indexes.as_deref().unwrap_or(""), limit);
-        completed.extend(
-            owned
-                .iter()
-                .filter(|p| tracking::outcome(p, job) == Some(true))
-                .filter_map(|p| indexes::of(p))
-                .filter(|i| *i < limit),
-        );
+        completed = indexes::succeeded(job, owned);
         status.completed_indexes = Some(indexes::format(&completed));
     }
+    let per_index = indexes::backoff_limit_per_index(job).is_some();
+    let failed_indexes = indexes::failed(job, owned);
+    if per_index {
+        status.failed_indexes = Some(indexes::format(&failed_indexes));
+    }
+    let awaiting = indexes::awaiting_replacement(job, owned);
 
     let suspended = super::is_suspended(job);
     let deciding = conditions::target(job).is_some();
@@ -165,7 +193,9 @@ pub fn decide(
             .as_ref()
             .and_then(|s| s.restart_policy.as_deref())
             == Some("OnFailure");
-        let failures = failed + if on_failure { restarts(&active) } else { 0 };
+        // Failed pods awaiting their replacement are not recorded yet but count all the same.
+        let unrecorded = awaiting.values().filter(|p| policy::counts(job, p)).count() as i32;
+        let failures = failed + unrecorded + if on_failure { restarts(&active) } else { 0 };
         let deadline = spec
             .active_deadline_seconds
             .map(|s| start.0 + SignedDuration::from_secs(s));
@@ -174,14 +204,15 @@ pub fn decide(
             Some(c) => succeeded >= c,
             None => succeeded > 0 && active.is_empty(),
         };
-        if success {
-            conditions::set(
-                &mut conds,
-                SUCCESS_CRITERIA_MET,
-                true,
-                conditions::COMPLETIONS_REACHED,
-                now,
-            );
+        let max_failed = spec.max_failed_indexes;
+        let policy_success = indexed
+            .then(|| policy::success_met(job, completions.unwrap_or(0), &completed))
+            .flatten();
+        // Upstream's order: the pod failure policy, the backoff limit, the deadline, failed
+        // indexes, then success.
+        if let Some(message) = policy::fail_job_message(job, owned) {
+            let reason = (conditions::POD_FAILURE_POLICY, message.as_str());
+            conditions::set(&mut conds, FAILURE_TARGET, true, reason, now);
         } else if failures > backoff_limit {
             conditions::set(
                 &mut conds,
@@ -198,14 +229,49 @@ pub fn decide(
                 conditions::DEADLINE_EXCEEDED,
                 now,
             );
+        } else if per_index && max_failed.is_some_and(|m| failed_indexes.len() as i32 > m) {
+            conditions::set(
+                &mut conds,
+                FAILURE_TARGET,
+                true,
+                conditions::MAX_FAILED_INDEXES_EXCEEDED,
+                now,
+            );
+        } else if per_index
+            && !failed_indexes.is_empty()
+            && (failed_indexes.len() + completed.len()) as i32 >= completions.unwrap_or(0)
+        {
+            conditions::set(
+                &mut conds,
+                FAILURE_TARGET,
+                true,
+                conditions::FAILED_INDEXES,
+                now,
+            );
+        } else if let Some(message) = policy_success {
+            let reason = (conditions::SUCCESS_POLICY, message.as_str());
+            conditions::set(&mut conds, SUCCESS_CRITERIA_MET, true, reason, now);
+        } else if success {
+            conditions::set(
+                &mut conds,
+                SUCCESS_CRITERIA_MET,
+                true,
+                conditions::COMPLETIONS_REACHED,
+                now,
+            );
         } else {
+            let done = Indexes {
+                completed: &completed,
+                failed: &failed_indexes,
+                awaiting: &awaiting,
+            };
             manage(
                 job,
                 &mut decision,
                 &active,
                 owned,
                 succeeded,
-                &completed,
+                done,
                 satisfied,
                 now,
             );
@@ -254,14 +320,10 @@ pub fn decide(
                 now,
             )
         {
-            let reason = if reason == conditions::DEADLINE_EXCEEDED.0 {
-                conditions::DEADLINE_EXCEEDED.0
-            } else {
-                conditions::BACKOFF_LIMIT_EXCEEDED.0
-            };
+            // The warning carries the failure's reason, as upstream's does.
             decision.events.push(Event {
                 warning: true,
-                reason,
+                reason: conditions::event_reason(&reason),
                 note: message,
             });
         }
@@ -282,6 +344,14 @@ fn normal(reason: &'static str, note: &str) -> Event {
     }
 }
 
+/// An Indexed job's finished indexes, and the failed pods awaiting replacement per index.
+#[derive(Clone, Copy)]
+struct Indexes<'a> {
+    completed: &'a BTreeSet<i32>,
+    failed: &'a BTreeSet<i32>,
+    awaiting: &'a BTreeMap<i32, Arc<Pod>>,
+}
+
 /// Creates or deletes pods so the job runs as many as it should now.
 #[allow(clippy::too_many_arguments)]
 fn manage(
@@ -290,7 +360,7 @@ fn manage(
     active: &[&Arc<Pod>],
     owned: &[Arc<Pod>],
     succeeded: i32,
-    completed: &BTreeSet<i32>,
+    done: Indexes,
     satisfied: bool,
     now: Timestamp,
 ) {
@@ -299,13 +369,23 @@ fn manage(
     }
     let spec = job.spec.clone().unwrap_or_default();
     let parallelism = spec.parallelism.unwrap_or(1).max(0) as usize;
-    let backoff = backoff_until(job, owned).filter(|t| *t > now);
+    let per_index = indexes::backoff_limit_per_index(job).is_some();
+    // With backoffLimitPerIndex each index backs off on its own instead.
+    let backoff = backoff_until(job, owned)
+        .filter(|t| *t > now)
+        .filter(|_| !per_index);
+    // Pods still terminating hold their place when only failed pods are replaced.
+    let terminating: Vec<&Arc<Pod>> = owned
+        .iter()
+        .filter(|p| tracking::only_replace_failed(job) && tracking::is_terminating(p))
+        .collect();
     if is_indexed(job) && spec.completions.is_some() {
         let completions = spec.completions.unwrap_or(0);
-        // One active pod per pending index: pods of completed or duplicate indexes go.
+        let pending = |i: &i32| !done.completed.contains(i) && !done.failed.contains(i);
+        // One active pod per pending index: pods of finished or duplicate indexes go.
         let mut by_index: BTreeMap<i32, Vec<&Arc<Pod>>> = BTreeMap::new();
         for pod in active {
-            match indexes::of(pod).filter(|i| *i < completions && !completed.contains(i)) {
+            match indexes::of(pod).filter(|i| *i < completions && pending(i)) {
                 Some(i) => by_index.entry(i).or_default().push(pod),
                 None => decision.delete.push((*pod).clone()),
             }
@@ -316,11 +396,38 @@ fn manage(
                 .extend(pods.iter().skip(1).map(|p| (*p).clone()));
         }
         let running = by_index.len();
-        if running < parallelism && backoff.is_none() {
-            let missing = (0..completions)
-                .filter(|i| !completed.contains(i) && !by_index.contains_key(i))
-                .take((parallelism - running).min(MAX_PER_SYNC));
-            decision.create.extend(missing.map(Some));
+        let held: BTreeSet<i32> = terminating.iter().filter_map(|p| indexes::of(p)).collect();
+        let room = parallelism.saturating_sub(running + held.len());
+        if room > 0 && backoff.is_none() {
+            let missing: Vec<i32> = (0..completions)
+                .filter(|i| pending(i) && !by_index.contains_key(i) && !held.contains(i))
+                .take(room.min(MAX_PER_SYNC))
+                .collect();
+            let ready_at = |i: &i32| {
+                done.awaiting
+                    .get(i)
+                    .and_then(|p| indexes::backoff_until(p))
+                    .filter(|t| *t > now)
+            };
+            let ready: Vec<i32> = missing
+                .iter()
+                .copied()
+                .filter(|i| ready_at(i).is_none())
+                .collect();
+            // Like upstream, wait for the soonest index only when none can start now.
+            if ready.is_empty()
+                && let Some(at) = missing.iter().filter_map(ready_at).min()
+            {
+                decision.requeue = Some(now.duration_until(at).unsigned_abs());
+            }
+            if per_index {
+                for i in &ready {
+                    let replaced = done.awaiting.get(i).map(|p| p.as_ref());
+                    let counts = indexes::replacement_failure_counts(job, replaced);
+                    decision.index_failures.insert(*i, counts);
+                }
+            }
+            decision.create.extend(ready.into_iter().map(Some));
         } else if running > parallelism {
             let extra: Vec<_> = by_index
                 .values()
@@ -342,8 +449,9 @@ fn manage(
             replica_pods::deletion_order(&mut ranked);
             ranked.truncate((active.len() - want).min(MAX_PER_SYNC));
             decision.delete = ranked;
-        } else if active.len() < want && backoff.is_none() {
-            decision.create = vec![None; (want - active.len()).min(MAX_PER_SYNC)];
+        } else if active.len() + terminating.len() < want && backoff.is_none() {
+            let missing = want - active.len() - terminating.len();
+            decision.create = vec![None; missing.min(MAX_PER_SYNC)];
         }
     }
     if let Some(at) = backoff {

@@ -14,11 +14,11 @@ use super::tracking::{self, FinalizerRemovals};
 use super::*;
 use crate::ownership::controller_reference;
 
-fn at(seconds: i64) -> Timestamp {
+pub(super) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(seconds).unwrap()
 }
 
-fn job(completions: Option<i32>, parallelism: i32) -> Job {
+pub(super) fn job(completions: Option<i32>, parallelism: i32) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some("pi".into()),
@@ -47,7 +47,7 @@ fn job(completions: Option<i32>, parallelism: i32) -> Job {
 }
 
 /// A pod of the job in `phase`, finished at `finished` if terminal, with the finalizer.
-fn pod(name: &str, phase: &str, finished: i64) -> Arc<Pod> {
+pub(super) fn pod(name: &str, phase: &str, finished: i64) -> Arc<Pod> {
     let terminated = matches!(phase, "Succeeded" | "Failed").then(|| ContainerState {
         terminated: Some(ContainerStateTerminated {
             finished_at: Some(Time(at(finished))),
@@ -81,13 +81,13 @@ fn pod(name: &str, phase: &str, finished: i64) -> Arc<Pod> {
     })
 }
 
-fn without_finalizer(pod: Arc<Pod>) -> Arc<Pod> {
+pub(super) fn without_finalizer(pod: Arc<Pod>) -> Arc<Pod> {
     let mut pod = (*pod).clone();
     pod.metadata.finalizers = None;
     Arc::new(pod)
 }
 
-fn with_status(mut job: Job, status: JobStatus) -> Job {
+pub(super) fn with_status(mut job: Job, status: JobStatus) -> Job {
     let start = job.status.take().and_then(|s| s.start_time);
     job.status = Some(JobStatus {
         start_time: start,
@@ -96,7 +96,7 @@ fn with_status(mut job: Job, status: JobStatus) -> Job {
     job
 }
 
-fn condition_types(status: &JobStatus) -> Vec<(String, String)> {
+pub(super) fn condition_types(status: &JobStatus) -> Vec<(String, String)> {
     status
         .conditions
         .iter()
@@ -120,7 +120,7 @@ fn job_runs_parallelism_pods_but_no_more_than_the_completions_left() {
 
 #[test]
 fn job_pods_carry_the_tracking_finalizer_and_a_controller_reference() {
-    let pod = pod_from_template(&job(Some(1), 1), None);
+    let pod = pod_from_template(&job(Some(1), 1), None, None);
     assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-"));
     assert!(tracking::has_finalizer(&pod));
     assert_eq!(
@@ -275,7 +275,7 @@ fn job_indexed_runs_one_pod_per_pending_index() {
     let d = decide(&template, JobStatus::default(), &owned, true, at(5));
     assert_eq!(d.create, vec![Some(2)]);
     assert_eq!(d.status.completed_indexes.as_deref(), Some("0"));
-    let pod = pod_from_template(&template, Some(2));
+    let pod = pod_from_template(&template, Some(2), None);
     assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-2-"));
     assert_eq!(pod.metadata.labels.unwrap()[indexes::INDEX_KEY], "2");
 }
@@ -306,6 +306,6 @@ fn job_suspended_deletes_its_active_pods_and_resuming_restarts_the_clock() {
     assert!(d.events.iter().any(|e| e.reason == "Resumed"));
 }
 
-fn names(pods: &[Arc<Pod>]) -> Vec<String> {
+pub(super) fn names(pods: &[Arc<Pod>]) -> Vec<String> {
     pods.iter().map(|p| p.name_any()).collect()
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::{Job, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::conditions;
+use super::{conditions, indexes, plan, policy};
 
 pub const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
@@ -56,11 +56,23 @@ pub fn outcome(pod: &Pod, job: &Job) -> Option<bool> {
     }
 }
 
-fn only_replace_failed(job: &Job) -> bool {
-    job.spec
-        .as_ref()
-        .and_then(|s| s.pod_replacement_policy.as_deref())
-        == Some("Failed")
+/// Whether a pod being deleted is replaced only once it has failed; always so with a pod
+/// failure policy, which needs the pod's final status to match against.
+pub fn only_replace_failed(job: &Job) -> bool {
+    let spec = job.spec.as_ref();
+    spec.and_then(|s| s.pod_replacement_policy.as_deref()) == Some("Failed")
+        || spec.is_some_and(|s| s.pod_failure_policy.is_some())
+}
+
+/// A failed pod that never enters the counters: an Ignore rule matched it, or it ran an index
+/// outside the job's completions.
+fn uncountable(job: &Job, pod: &Pod) -> bool {
+    let out_of_range = plan::is_indexed(job) && indexes::valid(job, pod).is_none();
+    outcome(pod, job) == Some(false) && (out_of_range || !policy::counts(job, pod))
+}
+
+fn awaits_replacement(awaiting: &[Arc<Pod>], pod: &Pod) -> bool {
+    awaiting.iter().any(|p| p.metadata.uid == pod.metadata.uid)
 }
 
 /// Pods whose finalizer removal this controller has asked for and its cache has not shown
@@ -101,11 +113,17 @@ pub fn record_finished(
 ) -> UncountedTerminatedPods {
     let status = job.status.clone().unwrap_or_default();
     let mut uncounted = status.uncounted_terminated_pods.unwrap_or_default();
+    let awaiting: Vec<Arc<Pod>> = indexes::awaiting_replacement(job, owned)
+        .into_values()
+        .collect();
     for pod in owned {
         let Some(succeeded) = outcome(pod, job) else {
             continue;
         };
         if !has_finalizer(pod) || removals.in_flight(pod, now) {
+            continue;
+        }
+        if uncountable(job, pod) || awaits_replacement(&awaiting, pod) {
             continue;
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -128,16 +146,23 @@ fn is_uncounted(uncounted: &UncountedTerminatedPods, uid: &str) -> bool {
         .any(|list| list.iter().any(|u| u == uid))
 }
 
-/// Pods whose finalizer may come off: recorded as uncounted, or any pod once the job is
-/// finished or being deleted (nothing more will be counted).
+/// Pods whose finalizer may come off: recorded as uncounted, failed but never counted (unless
+/// awaiting their replacement), or any pod once the job is finished or being deleted (nothing
+/// more will be counted).
 pub fn finalizers_to_remove(job: &Job, owned: &[Arc<Pod>]) -> Vec<Arc<Pod>> {
     let status = job.status.clone().unwrap_or_default();
     let uncounted = status.uncounted_terminated_pods.unwrap_or_default();
     let done = conditions::finished(job).is_some() || job.metadata.deletion_timestamp.is_some();
+    let awaiting: Vec<Arc<Pod>> = indexes::awaiting_replacement(job, owned)
+        .into_values()
+        .collect();
     owned
         .iter()
         .filter(|p| has_finalizer(p))
-        .filter(|p| done || is_uncounted(&uncounted, p.metadata.uid.as_deref().unwrap_or("")))
+        .filter(|p| {
+            done || is_uncounted(&uncounted, p.metadata.uid.as_deref().unwrap_or(""))
+                || (uncountable(job, p) && !awaits_replacement(&awaiting, p))
+        })
         .cloned()
         .collect()
 }

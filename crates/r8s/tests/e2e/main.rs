@@ -13,6 +13,7 @@ mod default_rbac;
 mod deletion;
 mod devcluster;
 mod helm;
+mod job_policies;
 mod join;
 mod kube_rs;
 mod kubectl;
