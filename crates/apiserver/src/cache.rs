@@ -35,6 +35,9 @@ pub struct CachedObject {
     /// The object as another resource serves it (events.k8s.io for a core event), converted
     /// and serialized once for every reader of that resource.
     served: OnceLock<(&'static Resource, Arc<str>)>,
+    /// Its metadata as a `meta.k8s.io/v1` PartialObjectMetadata, serialized once for every
+    /// metadata watcher.
+    partial: OnceLock<Arc<str>>,
 }
 
 impl CachedObject {
@@ -43,6 +46,7 @@ impl CachedObject {
             json: object.to_string().into(),
             selectable: selectors::selectable(object, kind),
             served: OnceLock::new(),
+            partial: OnceLock::new(),
         }
     }
 
@@ -69,6 +73,16 @@ impl CachedObject {
         } else {
             convert()
         }
+    }
+
+    /// The object's metadata as a serialized PartialObjectMetadata of `meta.k8s.io/<version>`.
+    pub fn partial_json(&self, version: &str) -> Arc<str> {
+        if version != "v1" {
+            return crate::partial::of_json(&self.json, version).into();
+        }
+        self.partial
+            .get_or_init(|| crate::partial::of_json(&self.json, version).into())
+            .clone()
     }
 
     /// The full object as `resource` serves it.

@@ -26,6 +26,7 @@ mod managed;
 mod metrics;
 mod objects;
 mod openapi;
+mod partial;
 mod pod_log;
 mod pod_stream;
 mod proxy;

@@ -23,6 +23,7 @@ use crate::kubelet_client::KubeletClient;
 use crate::metrics;
 use crate::objects::Query;
 use crate::openapi;
+use crate::partial;
 use crate::pod_log;
 use crate::pod_stream;
 use crate::proxy;
@@ -433,11 +434,19 @@ async fn resource_request(
         .unwrap_or("")
         .to_owned();
     let as_table = table::wanted(&accept);
+    let partial = partial::wanted(&accept).filter(|_| !as_table);
     let include = table::Include::parse(raw_query.as_deref());
-    // Reads answer a Table when the client asks for one; writes answer the object.
+    // Reads answer a Table or the metadata alone when the client asks for one; writes answer
+    // the object.
     let ok = |code, value: Value| Ok(json_response(code, &value, "application/json"));
     let read = |value: Value| {
-        if as_table {
+        if let Some(version) = partial {
+            Ok(json_response(
+                StatusCode::OK,
+                &partial::of(&value, version),
+                &partial::content_type(version, false),
+            ))
+        } else if as_table {
             let rendered = crate::crd::table(path.resource, &value, include).unwrap_or_else(|| {
                 table::render(&value, include, r8s_api::kinds::behaviour(path.resource))
             });
@@ -491,7 +500,7 @@ async fn resource_request(
             if !verb_allowed("watch") {
                 return Err(refuse("watch"));
             }
-            let lines = watch::start(registry, path, &query, send_initial_events).await?;
+            let lines = watch::start(registry, path, &query, send_initial_events, partial).await?;
             let stream = futures::stream::unfold(lines, |mut lines| async move {
                 lines
                     .recv()
@@ -499,10 +508,14 @@ async fn resource_request(
                     .map(|line| (Ok::<_, Infallible>(Frame::data(line)), lines))
             });
             let mut response = Response::new(StreamBody::new(stream).boxed());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            let content_type = match partial {
+                Some(version) => HeaderValue::from_str(&partial::content_type(version, false))
+                    .expect("a content type is a header value"),
+                None => HeaderValue::from_static("application/json"),
+            };
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
             Ok(response)
         }
         (&Method::GET, None) => {
@@ -511,6 +524,14 @@ async fn resource_request(
             }
             match registry.list(path, &query).await? {
                 listing if as_table => read(listing.into_value()),
+                listing if partial.is_some() => {
+                    let version = partial.unwrap_or("v1");
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &partial::list(&listing.into_value(), version),
+                        &partial::content_type(version, true),
+                    ))
+                }
                 listing => Ok(raw_json(listing.into_bytes())),
             }
         }

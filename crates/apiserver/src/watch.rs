@@ -2,6 +2,7 @@
 //! cache, with selectors applied the way upstream does (an object leaving a selector is
 //! DELETED for that watcher, one entering it is ADDED).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use r8s_store::EventKind;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::cache::{CachedEvent, Start, Subscription};
+use crate::cache::{CachedEvent, CachedObject, Start, Subscription};
 use crate::objects::{self, Query};
 use crate::registry::Registry;
 use crate::router::ResourcePath;
@@ -44,6 +45,7 @@ pub async fn start(
     path: &ResourcePath,
     query: &Query,
     send_initial_events: Option<bool>,
+    partial: Option<&'static str>,
 ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let filter = Filter {
         labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?,
@@ -72,6 +74,7 @@ pub async fn start(
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = query.allow_watch_bookmarks;
     let resource = path.resource;
+    let shape = Shape { resource, partial };
     let end_bookmark = (send_initial_events == Some(true)).then(|| {
         json!({
             "kind": resource.kind,
@@ -92,7 +95,7 @@ pub async fn start(
         let mut last = revision;
         for object in initial.iter().filter(|o| filter.matches(&o.selectable)) {
             if tx
-                .send(raw_line("ADDED", &object.json_as(resource)))
+                .send(raw_line("ADDED", &shape.json(object)))
                 .await
                 .is_err()
             {
@@ -105,7 +108,7 @@ pub async fn start(
             return;
         }
         for event in &replay {
-            if let Some(bytes) = translate(event, &filter, resource)
+            if let Some(bytes) = translate(event, &filter, &shape)
                 && tx.send(bytes).await.is_err()
             {
                 return;
@@ -138,7 +141,7 @@ pub async fn start(
                 continue;
             }
             last = event.revision;
-            if let Some(bytes) = translate(&event, &filter, resource)
+            if let Some(bytes) = translate(&event, &filter, &shape)
                 && tx.send(bytes).await.is_err()
             {
                 return;
@@ -154,13 +157,28 @@ fn raw_line(kind: &str, object_json: &str) -> Bytes {
     ))
 }
 
-/// A change as one watcher of `resource` sees it, if it sees it at all.
-fn translate(event: &CachedEvent, filter: &Filter, resource: &'static Resource) -> Option<Bytes> {
+/// How a watcher sees objects: as `resource` serves them, or their metadata alone.
+struct Shape {
+    resource: &'static Resource,
+    partial: Option<&'static str>,
+}
+
+impl Shape {
+    fn json(&self, object: &CachedObject) -> Arc<str> {
+        match self.partial {
+            Some(version) => object.partial_json(version),
+            None => object.json_as(self.resource),
+        }
+    }
+}
+
+/// A change as one watcher sees it, if it sees it at all.
+fn translate(event: &CachedEvent, filter: &Filter, shape: &Shape) -> Option<Bytes> {
     let was = event
         .previous
         .as_ref()
         .is_some_and(|p| filter.matches(&p.selectable));
-    let line = |kind| raw_line(kind, &event.object.json_as(resource));
+    let line = |kind| raw_line(kind, &shape.json(&event.object));
     match event.kind {
         EventKind::Delete => was.then(|| line("DELETED")),
         EventKind::Put => {

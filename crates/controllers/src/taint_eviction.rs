@@ -15,6 +15,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use r8s_informers::Informers;
+use r8s_scheduler::plugins::taint_toleration::tolerates;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -27,26 +28,6 @@ pub enum Verdict {
     Keep,
     EvictNow,
     EvictAt(Timestamp),
-}
-
-/// Whether a toleration tolerates a taint (upstream's `Toleration.ToleratesTaint`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
 }
 
 /// What to do with the pod given its node's NoExecute taints.

@@ -3,8 +3,10 @@
 //! counting the tolerations every daemon pod gets.
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
+    Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Toleration,
 };
+use r8s_scheduler::plugins::node_affinity::RequiredNodeAffinity;
+use r8s_scheduler::plugins::taint_toleration::tolerated;
 
 /// The tolerations upstream adds to every daemon pod, so node conditions never evict or
 /// block it.
@@ -43,84 +45,12 @@ pub fn add_default_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Upstream's `ToleratesTaint`.
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration
-        .effect
-        .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_ok = toleration
-        .key
-        .as_deref()
-        .is_none_or(|k| k.is_empty() || k == taint.key);
-    let value_ok = match toleration.operator.as_deref() {
-        Some("Exists") => true,
-        None | Some("") | Some("Equal") => toleration.value == taint.value,
-        _ => false,
-    };
-    effect_ok && key_ok && value_ok
-}
-
-fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(limit)) = (
-                value.and_then(|v| number(v)),
-                values.first().and_then(|l| number(l)),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > limit
-            } else {
-                v < limit
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    let name = node.metadata.name.clone();
-    let expressions = term.match_expressions.iter().flatten();
-    let fields = term.match_fields.iter().flatten();
-    let any = term
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-        || term.match_fields.as_ref().is_some_and(|f| !f.is_empty());
-    any && expressions
-        .clone()
-        .all(|r| requirement_holds(r, labels.get(&r.key)))
-        && fields
-            .clone()
-            .all(|r| r.key == "metadata.name" && requirement_holds(r, name.as_ref()))
-}
-
+/// Whether the template's nodeSelector and required node affinity admit the node, judged by
+/// the scheduler's own NodeAffinity matching (upstream's controller uses the scheduler's too).
 fn selects(spec: &PodSpec, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let by_selector = spec
-        .node_selector
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| {
-            a.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    by_selector
-        && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    RequiredNodeAffinity::of_spec(spec).matches_node(&labels, name)
 }
 
 /// `(should_run, should_continue_running)` for a daemon pod with `spec` on `node`: a new pod
@@ -136,7 +66,7 @@ pub fn verdict(spec: &PodSpec, node: &Node) -> (bool, bool) {
             .iter()
             .flat_map(|s| s.taints.iter().flatten())
             .filter(|t| t.effect == effect)
-            .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+            .any(|t| !tolerated(&tolerations, t))
     };
     let evicting = untolerated("NoExecute");
     (!evicting && !untolerated("NoSchedule"), !evicting)

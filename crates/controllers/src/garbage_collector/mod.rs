@@ -16,6 +16,7 @@ use kube::Client;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 use kube::discovery::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
@@ -199,12 +200,18 @@ impl Collector {
 }
 
 /// One informer event, tagged with the index of its resource.
-type Tagged = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>);
+type Tagged = (
+    usize,
+    Result<watcher::Event<PartialObjectMeta<DynamicObject>>, watcher::Error>,
+);
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let resources = watched_resources();
     let streams = resources.iter().enumerate().map(|(i, r)| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(r));
+        // Metadata alone, as upstream's garbage collector watches: owners and finalizers are all
+        // it reads, and specs and statuses are most of every object.
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(client.clone(), &api_resource(r));
         watcher(api, watcher::Config::default())
             .default_backoff()
             .map(move |event| (i, event))

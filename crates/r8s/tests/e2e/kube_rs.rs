@@ -155,3 +155,82 @@ async fn a_list_right_after_a_write_includes_it() {
         .unwrap();
     }
 }
+
+/// Metadata informers (the garbage collector's, client-go's) get, list and watch
+/// PartialObjectMetadata: the metadata alone, never the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_gets_lists_and_watches_carry_no_data() {
+    use kube::core::PartialObjectMeta;
+    let server = TestServer::start();
+    let client = client(&server).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secret = "s3cr3t-data";
+    maps.create(
+        &PostParams::default(),
+        &config_map("meta", &[("app", "m")], secret),
+    )
+    .await
+    .unwrap();
+    let metadata: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
+    let got = metadata.get("meta").await.unwrap();
+    assert_eq!(got.metadata.labels.unwrap()["app"], "m");
+    let listed = metadata
+        .list(&ListParams::default().labels("app=m"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(listed.items[0].metadata.uid.is_some());
+    // On the wire: no data, upstream's kinds and content types.
+    for (query, accept, kind) in [
+        (
+            "/meta",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            "PartialObjectMetadata",
+        ),
+        (
+            "?labelSelector=app%3Dm",
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            "PartialObjectMetadataList",
+        ),
+    ] {
+        let request = http::Request::get(format!("/api/v1/namespaces/default/configmaps{query}"))
+            .header("Accept", accept)
+            .body(Vec::new())
+            .unwrap();
+        let text = client.request_text(request).await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["kind"], kind, "{text}");
+        assert_eq!(body["apiVersion"], "meta.k8s.io/v1", "{text}");
+        assert!(
+            !text.contains(secret),
+            "metadata-only answer carries data: {text}"
+        );
+    }
+    let events = watcher(metadata.clone(), watcher::Config::default().labels("app=m"))
+        .applied_objects()
+        .boxed();
+    let mut events = events;
+    let first = tokio::time::timeout(Duration::from_secs(20), events.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("meta"));
+    let request = http::Request::get(
+        "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dm&timeoutSeconds=1",
+    )
+    .header(
+        "Accept",
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["type"], "ADDED");
+    assert_eq!(line["object"]["kind"], "PartialObjectMetadata");
+    assert!(
+        !text.contains(secret),
+        "metadata-only watch carries data: {text}"
+    );
+}

@@ -1,7 +1,7 @@
 //! NodeAffinity: `nodeSelector` and required node affinity filter nodes; preferred node
 //! affinity scores them by the summed weights of the terms they match.
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodSpec};
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::framework::{Code, CycleState, Plugin, PreFilter, Rejection, default_normalize};
@@ -34,15 +34,15 @@ impl Term {
         }
     }
 
-    fn matches(&self, node: &NodeInfo) -> bool {
+    fn matches(&self, labels: &Labels, name: &str) -> bool {
         // An empty term selects nothing, as upstream.
         if self.labels.is_empty() && self.fields.is_empty() {
             return false;
         }
-        self.labels.iter().all(|r| r.matches(&node.labels))
+        self.labels.iter().all(|r| r.matches(labels))
             && self.fields.iter().all(|r| {
                 r.key == "metadata.name"
-                    && r.matches(&Labels::from([(r.key.clone(), node.name.clone())]))
+                    && r.matches(&Labels::from([(r.key.clone(), name.to_owned())]))
             })
     }
 }
@@ -56,7 +56,11 @@ pub struct RequiredNodeAffinity {
 
 impl RequiredNodeAffinity {
     pub fn of(pod: &PodInfo) -> Self {
-        let spec = pod.spec();
+        Self::of_spec(pod.spec())
+    }
+
+    /// From a pod spec (a template's too: the DaemonSet controller asks the same question).
+    pub fn of_spec(spec: &PodSpec) -> Self {
         let terms = spec
             .affinity
             .as_ref()
@@ -77,13 +81,18 @@ impl RequiredNodeAffinity {
     }
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
+        self.matches_node(&node.labels, &node.name)
+    }
+
+    /// Whether a node with these labels and this name satisfies it.
+    pub fn matches_node(&self, labels: &Labels, name: &str) -> bool {
         self.node_selector
             .iter()
-            .all(|(k, v)| node.labels.get(k) == Some(v))
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self
                 .terms
                 .as_ref()
-                .is_none_or(|terms| terms.iter().any(|t| t.matches(node)))
+                .is_none_or(|terms| terms.iter().any(|t| t.matches(labels, name)))
     }
 }
 
@@ -162,7 +171,7 @@ impl Plugin for NodeAffinity {
             .read::<Preferred>("NodeAffinity/preferred")
             .map(|p| {
                 p.0.iter()
-                    .filter(|(_, t)| t.matches(node))
+                    .filter(|(_, t)| t.matches(&node.labels, &node.name))
                     .map(|(w, _)| w)
                     .sum()
             })
