@@ -74,7 +74,7 @@ pub async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
         &kube::config::KubeConfigOptions::default(),
     )
     .await
-    .context("cannot read the admin kubeconfig for the node agent")?;
+    .context("cannot read the admin kubeconfig")?;
     Ok(kube::Client::try_from(config)?)
 }
 

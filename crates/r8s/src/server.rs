@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -146,7 +146,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     drop(out);
     // The controller manager and the scheduler share one connection and one informer per
     // resource type, as they would one SharedInformerFactory in a single upstream binary.
-    let informers = r8s_informers::Informers::new(control_plane_client(&kubeconfig).await?);
+    // Both are clients of the API server like any other, with the admin credentials until
+    // component identities exist.
+    let admin = crate::agent::admin_client(&kubeconfig).await?;
+    let informers = r8s_informers::Informers::new(admin.clone());
     let controllers = tokio::spawn(run_controllers(
         informers.clone(),
         pki.ca.clone(),
@@ -156,7 +159,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         lb_pool,
     ));
     let scheduler = tokio::spawn(r8s_scheduler::run(informers));
-    let admin = crate::agent::admin_client(&kubeconfig).await?;
     ensure_kube_dns(&admin, args.agent.cluster_dns()).await?;
     let mut agent = if args.disable_agent {
         None
@@ -204,18 +206,6 @@ fn lb_pool(
         }
     }
     Ok(Some(r8s_controllers::service_lb::Pool::new(ranges)))
-}
-
-/// The client of the controller manager and the scheduler: clients of the API server like any
-/// other, with the admin credentials until component identities exist.
-async fn control_plane_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig)?,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("cannot read the admin kubeconfig for the controller manager")?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// The controller manager, a client of the API server like any other.
