@@ -35,9 +35,6 @@ pub struct CachedObject {
     /// The object as another resource serves it (events.k8s.io for a core event), converted
     /// and serialized once for every reader of that resource.
     served: OnceLock<(&'static Resource, Arc<str>)>,
-    /// Its metadata as a `meta.k8s.io/v1` PartialObjectMetadata, serialized once for every
-    /// metadata watcher.
-    partial: OnceLock<Arc<str>>,
 }
 
 impl CachedObject {
@@ -46,7 +43,6 @@ impl CachedObject {
             json: object.to_string().into(),
             selectable: selectors::selectable(object, kind),
             served: OnceLock::new(),
-            partial: OnceLock::new(),
         }
     }
 
@@ -76,13 +72,10 @@ impl CachedObject {
     }
 
     /// The object's metadata as a serialized PartialObjectMetadata of `meta.k8s.io/<version>`.
+    /// Made for each watcher rather than kept: metadata watchers are few (the garbage
+    /// collector), and keeping it would cost memory for every cached object.
     pub fn partial_json(&self, version: &str) -> Arc<str> {
-        if version != "v1" {
-            return crate::partial::of_json(&self.json, version).into();
-        }
-        self.partial
-            .get_or_init(|| crate::partial::of_json(&self.json, version).into())
-            .clone()
+        crate::partial::of_json(&self.json, version).into()
     }
 
     /// The full object as `resource` serves it.
