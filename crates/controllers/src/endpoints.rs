@@ -235,8 +235,7 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     let services_controller = crate::controller_for::<Service>(&informers).await;
     let services = services_controller.store();
     let endpoints_controller = crate::controller_for::<Endpoints>(&informers).await;

@@ -147,8 +147,7 @@ fn has_no_execute_taint(node: &Node) -> bool {
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let nodes = informers.store::<Node>().await;
-    let node_events = informers.subscribe::<Node>().await.touched();
+    let (nodes, node_events) = informers.cache_and_touched::<Node>().await;
     let pods = informers.store::<Pod>().await;
     // Only bound pods can be evicted.
     let bound = informers.subscribe::<Pod>().await.applied().filter(|pod| {

@@ -119,6 +119,18 @@ impl Informers {
     pub async fn subscribe<K: Watchable>(&self) -> Subscription<K> {
         self.get::<K>().subscribe().await
     }
+
+    /// `K`'s cache and every object changed or deleted in it: what a controller that reads
+    /// `K` and is woken by it needs.
+    pub async fn cache_and_touched<K: Watchable>(
+        &self,
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Arc<K>> + Send + 'static + use<K>,
+    ) {
+        let informer = self.get::<K>();
+        (informer.store().await, informer.subscribe().await.touched())
+    }
 }
 
 impl Drop for Informers {
@@ -196,14 +208,14 @@ impl<K: Watchable> Informer<K> {
             Event::Delete(object) => inner.send(Change::Deleted(Arc::new(object))),
             Event::Init | Event::InitApply(_) => {}
             Event::InitDone => {
-                let before: HashMap<ObjectRef<K>, Arc<K>> = inner
+                // What the new list lacks was deleted meanwhile.
+                let mut gone: HashMap<ObjectRef<K>, Arc<K>> = inner
                     .before_relist
                     .take()
                     .unwrap_or_default()
                     .into_iter()
                     .map(|object| (ObjectRef::from_obj(&*object), object))
                     .collect();
-                let mut gone = before.clone();
                 for object in self.store.state() {
                     let key = ObjectRef::from_obj(&*object);
                     let old = gone.remove(&key);

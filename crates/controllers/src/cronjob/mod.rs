@@ -362,8 +362,7 @@ fn error_policy(_cron_job: Arc<CronJob>, error: &Error, _ctx: Arc<Context>) -> A
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let jobs = informers.store::<Job>().await;
-    let job_events = informers.subscribe::<Job>().await.touched();
+    let (jobs, job_events) = informers.cache_and_touched::<Job>().await;
     let controller = crate::controller_for::<CronJob>(&informers)
         .await
         .watches_shared_stream(job_events, |job: Arc<Job>| {

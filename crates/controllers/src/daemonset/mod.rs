@@ -395,12 +395,9 @@ fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Actio
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
-    let nodes = informers.store::<Node>().await;
-    let node_events = informers.subscribe::<Node>().await.touched();
-    let revisions = informers.store::<ControllerRevision>().await;
-    let revision_events = informers.subscribe::<ControllerRevision>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let (nodes, node_events) = informers.cache_and_touched::<Node>().await;
+    let (revisions, revision_events) = informers.cache_and_touched::<ControllerRevision>().await;
     let controller = crate::controller_for::<DaemonSet>(&informers).await;
     let sets = controller.store();
     let owner_of = |meta: &ObjectMeta| {

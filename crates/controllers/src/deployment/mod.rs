@@ -479,10 +479,8 @@ fn error_policy(_deployment: Arc<Deployment>, error: &Error, _ctx: Arc<Context>)
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
-    let replica_sets = informers.store::<ReplicaSet>().await;
-    let rs_events = informers.subscribe::<ReplicaSet>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let (replica_sets, rs_events) = informers.cache_and_touched::<ReplicaSet>().await;
     let controller = crate::controller_for::<Deployment>(&informers).await;
     let sets_for_pods = replica_sets.clone();
     let deployments = controller.store();

@@ -301,8 +301,7 @@ pub fn budgets_of(
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     let controller = crate::controller_for::<PodDisruptionBudget>(&informers).await;
     let budgets = controller.store();
     let ctx = Arc::new(Context {

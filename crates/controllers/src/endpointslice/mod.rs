@@ -143,11 +143,9 @@ pub fn services_of(
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     // Every slice, ours or not: what is ours is told by its managed-by label where it matters.
-    let slices = informers.store::<EndpointSlice>().await;
-    let slice_events = informers.subscribe::<EndpointSlice>().await.touched();
+    let (slices, slice_events) = informers.cache_and_touched::<EndpointSlice>().await;
     // Nodes only feed the zone lookup; their events trigger nothing.
     let nodes = informers.store::<Node>().await;
     let controller = crate::controller_for::<Service>(&informers).await;

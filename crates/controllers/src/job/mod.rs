@@ -331,8 +331,7 @@ async fn release_orphans(
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     let controller = crate::controller_for::<Job>(&informers).await;
     let jobs = controller.store();
     let (orphans_tx, orphans) = tokio::sync::mpsc::unbounded_channel();

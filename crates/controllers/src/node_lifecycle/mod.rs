@@ -170,8 +170,7 @@ pub async fn run(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let leases = informers.store::<Lease>().await;
-    let lease_events = informers.subscribe::<Lease>().await.touched();
+    let (leases, lease_events) = informers.cache_and_touched::<Lease>().await;
     // Pods only feed the cache; a silent node re-syncs on its own schedule.
     let pods = informers.store::<Pod>().await;
     let ctx = Arc::new(Context {

@@ -357,8 +357,7 @@ where
     K: Watchable,
 {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     let controller = crate::controller_for::<K>(&informers).await;
     let owners = controller.store();
     let controller = controller.watches_shared_stream(pod_events, move |pod: Arc<Pod>| {

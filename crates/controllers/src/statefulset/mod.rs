@@ -454,15 +454,13 @@ fn sets_for(meta: &ObjectMeta, sets: &Store<StatefulSet>) -> Vec<ObjectRef<State
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let pods = informers.store::<Pod>().await;
-    let pod_events = informers.subscribe::<Pod>().await.touched();
+    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
     let claims = informers.store::<PersistentVolumeClaim>().await;
     let claim_events = informers
         .subscribe::<PersistentVolumeClaim>()
         .await
         .touched();
-    let revisions = informers.store::<ControllerRevision>().await;
-    let revision_events = informers.subscribe::<ControllerRevision>().await.touched();
+    let (revisions, revision_events) = informers.cache_and_touched::<ControllerRevision>().await;
     let controller = crate::controller_for::<StatefulSet>(&informers).await;
     let sets = controller.store();
     let (for_pods, for_revisions) = (sets.clone(), sets.clone());
