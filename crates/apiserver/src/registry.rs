@@ -407,7 +407,7 @@ impl Registry {
                 problems,
             ));
         }
-        crate::crd::admit(resource, &mut object, true)?;
+        crate::crd::admit(resource, &mut object, None)?;
         admission::validate(self, &admission, &object).await?;
         let key = objects::key(resource, path.namespace.as_deref(), &name);
         if query.dry_run {
@@ -723,7 +723,7 @@ impl Registry {
                 let (kind, group) = (path.resource.kind, path.resource.group);
                 return Err(ApiError::invalid(kind, group, name, problems));
             }
-            crate::crd::admit(path.resource, &mut updated, false)?;
+            crate::crd::admit(path.resource, &mut updated, Some(&current))?;
             admission::validate(self, &admission, &updated).await?;
             if query.dry_run {
                 return Ok(objects::to_store(path.resource, updated)?.1);
@@ -1081,9 +1081,8 @@ fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<S
     let unknown = crate::crd::prune_unknown(resource, object).unwrap_or_else(|| {
         fields::prune_unknown(resource.group, resource.version, resource.kind, object)
     });
-    let notes = crate::crd::warnings(resource, object);
     match validation {
-        _ if unknown.is_empty() => Ok(notes),
+        _ if unknown.is_empty() => Ok(Vec::new()),
         Validation::Strict => Err(fields::strict_error(
             resource.kind,
             &resource.api_version(),
@@ -1092,8 +1091,7 @@ fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<S
         Validation::Warn => Ok(unknown
             .iter()
             .map(|f| format!("unknown field {f:?}"))
-            .chain(notes)
             .collect()),
-        Validation::Ignore => Ok(notes),
+        Validation::Ignore => Ok(Vec::new()),
     }
 }

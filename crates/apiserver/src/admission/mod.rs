@@ -7,6 +7,7 @@
 mod default_storage_class;
 mod limit_ranger;
 mod node_restriction;
+mod pod_security;
 mod resource_quota;
 mod service_account;
 mod webhook;
@@ -19,6 +20,14 @@ use crate::objects;
 use crate::registry::Registry;
 use crate::status::ApiError;
 pub use webhook::collect_warnings;
+
+/// Adds `Warning` headers to the answer of the write being served (none for the server's own
+/// writes).
+pub(crate) fn warn(warnings: Vec<String>) {
+    if !warnings.is_empty() {
+        webhook::add_warnings(warnings);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -107,6 +116,7 @@ pub async fn validate(
     let validated = async {
         // Upstream's RBAC storage refuses privilege escalation before validating admission.
         crate::authz::escalation::validate(registry, attributes, object).await?;
+        pod_security::validate(registry, attributes, object).await?;
         limit_ranger::validate(registry, attributes, object).await?;
         webhook::validate(registry, attributes, object).await?;
         resource_quota::validate(registry, attributes, object).await

@@ -7,12 +7,15 @@
 //! Deletes go to both kinds with the deleted object as `oldObject`; a mutating webhook may not
 //! patch one.
 //!
+//! A webhook's `matchConditions` (CEL over `object`, `oldObject` and `request`) must all hold
+//! for it to be called; one that fails to evaluate follows the webhook's `failurePolicy`.
+//!
 //! Not done as upstream: `reinvocationPolicy: IfNeeded` is treated as `Never` (no second round
-//! after later mutations), and `matchConditions` (CEL) are not evaluated: a webhook with them
-//! is called whenever its rules and selectors match, leaving the choice to it.
+//! after later mutations), and match conditions have no `authorizer` variable yet.
 
 mod client;
 mod matching;
+mod policy;
 mod review;
 
 use std::cell::RefCell;
@@ -51,7 +54,7 @@ pub async fn collect_warnings<F: Future>(write: F) -> (F::Output, Vec<String>) {
         .await
 }
 
-fn add_warnings(warnings: Vec<String>) {
+pub(super) fn add_warnings(warnings: Vec<String>) {
     // A write outside `collect_warnings` (the server's own) has nobody to tell.
     let _ = WARNINGS.try_with(|w| w.borrow_mut().extend(warnings));
 }
@@ -66,6 +69,7 @@ pub struct Hook {
     pub exact_match: bool,
     pub namespace_selector: Value,
     pub object_selector: Value,
+    pub match_conditions: Value,
     /// `failurePolicy: Ignore`; the default, Fail, refuses the request when the call fails.
     pub ignore_failures: bool,
     pub side_effects: Option<String>,
@@ -93,6 +97,7 @@ impl Hook {
             exact_match: spec["matchPolicy"] == "Exact",
             namespace_selector: spec["namespaceSelector"].clone(),
             object_selector: spec["objectSelector"].clone(),
+            match_conditions: spec["matchConditions"].clone(),
             ignore_failures: spec["failurePolicy"] == "Ignore",
             side_effects: spec["sideEffects"].as_str().map(str::to_owned),
             timeout: Duration::from_secs(
@@ -211,9 +216,9 @@ async fn hooks(registry: &Registry, plural: &str) -> Result<Vec<Hook>, ApiError>
         .collect())
 }
 
-/// The labels of the namespace named, from the watch cache or, if it is not there yet, the
-/// store, as upstream falls back to a live read.
-async fn namespace_labels(registry: &Registry, name: &str) -> Result<Value, ApiError> {
+/// The namespace named, from the watch cache or, if it is not there yet, the store, as upstream
+/// falls back to a live read.
+pub(super) async fn namespace(registry: &Registry, name: &str) -> Result<Value, ApiError> {
     let cached = cached(registry, "", "namespaces", None).await?;
     if let Some(namespace) = cached.into_iter().find(|n| objects::name_of(n) == name) {
         return Ok(namespace);
@@ -248,15 +253,29 @@ async fn should_call(
     if !matching::object_selected(hook, object, request.old)? {
         return Ok(None);
     }
-    let Some(selector) = matching::namespace_selector(hook)? else {
+    if let Some(selector) = matching::namespace_selector(hook)? {
+        let selected = match matching::namespace_labels_source(request, object) {
+            NamespaceLabels::ClusterScoped => true,
+            NamespaceLabels::Of(namespace) => selector.matches(namespace),
+            NamespaceLabels::Lookup(name) => selector.matches(&namespace(registry, name).await?),
+        };
+        if !selected {
+            return Ok(None);
+        }
+    }
+    if hook.match_conditions.as_array().is_none_or(Vec::is_empty) {
         return Ok(Some(invocation));
-    };
-    let selected = match matching::namespace_labels_source(request, object) {
-        NamespaceLabels::ClusterScoped => true,
-        NamespaceLabels::Of(namespace) => selector.matches(namespace),
-        NamespaceLabels::Lookup(name) => selector.matches(&namespace_labels(registry, name).await?),
-    };
-    Ok(selected.then_some(invocation))
+    }
+    let inputs = policy::Inputs::new(request, &invocation, object);
+    match inputs.conditions_hold(&hook.match_conditions) {
+        Ok(true) => Ok(Some(invocation)),
+        Ok(false) => Ok(None),
+        Err(_) if hook.ignore_failures => Ok(None),
+        Err(why) => Err(internal_error(format!(
+            "failed calling webhook {:?}: {why}",
+            hook.name
+        ))),
+    }
 }
 
 /// The object in the form of the version the webhook is called with.
@@ -382,13 +401,15 @@ pub async fn admit(
     mutate(registry, &Request::from(attributes), Some(object)).await
 }
 
-/// ValidatingAdmissionWebhook on a create or update.
+/// ValidatingAdmissionPolicy, then ValidatingAdmissionWebhook, on a create or update.
 pub async fn validate(
     registry: &Registry,
     attributes: &Attributes<'_>,
     object: &Value,
 ) -> Result<(), ApiError> {
-    check(registry, &Request::from(attributes), Some(object)).await
+    let request = Request::from(attributes);
+    policy::validate(registry, &request, Some(object)).await?;
+    check(registry, &request, Some(object)).await
 }
 
 /// Both webhook plugins on a DELETE (`request.old` the object deleted), as upstream's
@@ -396,6 +417,7 @@ pub async fn validate(
 pub async fn admit_delete(registry: &Registry, request: &Request<'_>) -> Result<(), ApiError> {
     debug_assert_eq!(request.operation, DELETE);
     mutate(registry, request, None).await?;
+    policy::validate(registry, request, None).await?;
     check(registry, request, None).await
 }
 

@@ -44,8 +44,8 @@ pub struct Served {
     pub schema: Option<&'static Value>,
     pub columns: Vec<PrinterColumn>,
     pub scale: Option<ScalePaths>,
-    /// Whether the schema has `x-kubernetes-validations` rules, which r8s does not evaluate.
-    pub has_cel_rules: bool,
+    /// The schema's `x-kubernetes-validations` rules, compiled; `None` without any.
+    pub rules: Option<Arc<Rules>>,
     /// The CRD is being deleted: reads and deletes only.
     pub terminating: bool,
 }
@@ -63,6 +63,31 @@ static STRINGS: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::
 static RESOURCES: LazyLock<Mutex<HashMap<String, &'static Resource>>> =
     LazyLock::new(Default::default);
 static SCHEMAS: LazyLock<Mutex<HashMap<String, &'static Value>>> = LazyLock::new(Default::default);
+/// Compiled rules by interned schema address: compiled once per distinct schema.
+static RULES: LazyLock<Mutex<HashMap<usize, Option<Arc<Rules>>>>> = LazyLock::new(Default::default);
+
+/// A schema's compiled CEL rules, or why they do not compile (a CRD stored before its rules
+/// were checked): writes of its resources are then refused, as upstream refuses them.
+pub type Rules = Result<r8s_cel::rules::Compiled, String>;
+
+fn rules_of(schema: &'static Value) -> Option<Arc<Rules>> {
+    let address = schema as *const Value as usize;
+    let mut compiled = RULES.lock().expect("poisoned");
+    compiled
+        .entry(address)
+        .or_insert_with(
+            || match r8s_cel::rules::Compiled::new(schema, "openAPIV3Schema") {
+                Ok(None) => None,
+                Ok(Some(rules)) => Some(Arc::new(Ok(rules))),
+                Err(errors) => {
+                    let why: Vec<String> =
+                        errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+                    Some(Arc::new(Err(why.join("; "))))
+                }
+            },
+        )
+        .clone()
+}
 
 fn intern(text: &str) -> &'static str {
     let mut strings = STRINGS.lock().expect("poisoned");
@@ -242,8 +267,7 @@ pub fn served_versions(crd: &Value) -> Vec<Served> {
                 }),
                 _ => None,
             },
-            has_cel_rules: schema
-                .is_some_and(|s| s.to_string().contains("x-kubernetes-validations")),
+            rules: schema.and_then(rules_of),
             terminating,
         });
     }

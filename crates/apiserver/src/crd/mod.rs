@@ -72,32 +72,19 @@ pub fn prune_unknown(resource: &Resource, object: &mut Value) -> Option<Vec<Stri
     Some(structural::prune(schema, object))
 }
 
-/// Warnings a write of this object earns: CEL rules r8s does not evaluate.
-pub fn warnings(resource: &Resource, object: &Value) -> Vec<String> {
-    const CEL: &str = "x-kubernetes-validations";
-    let skipped = match catalogue::of(resource) {
-        Some(served) => served.has_cel_rules,
-        None => {
-            resource.group == "apiextensions.k8s.io"
-                && resource.plural == "customresourcedefinitions"
-                && object["spec"].to_string().contains(CEL)
-        }
-    };
-    match skipped {
-        true => vec![format!(
-            "{CEL} (CEL) rules are not evaluated by r8s yet; only the rest of the schema is enforced"
-        )],
-        false => Vec::new(),
-    }
-}
-
-/// Defaults and validates a custom resource against its schema before it is stored; a create
-/// for a terminating CRD is refused, as upstream.
-pub fn admit(resource: &Resource, object: &mut Value, creating: bool) -> Result<(), ApiError> {
+/// Defaults and validates a custom resource against its schema and its CEL rules before it
+/// is stored (`old`: the object an update replaces); a create for a terminating CRD is
+/// refused, as upstream. A CRD's own rules must compile and fit the cost budget.
+pub fn admit(resource: &Resource, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     let Some(served) = catalogue::of(resource) else {
+        if resource.group == "apiextensions.k8s.io"
+            && resource.plural == "customresourcedefinitions"
+        {
+            return check_rules(object, old);
+        }
         return Ok(());
     };
-    if creating && served.terminating {
+    if old.is_none() && served.terminating {
         return Err(ApiError::method_not_allowed(format!(
             "create not allowed while custom resource definition is terminating: {}",
             served.crd
@@ -107,15 +94,69 @@ pub fn admit(resource: &Resource, object: &mut Value, creating: bool) -> Result<
         return Ok(());
     };
     structural::default(schema, object);
-    let problems = structural::validate(schema, object);
+    let mut problems = structural::validate(schema, object);
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match served.rules.as_deref() {
+        None => {}
+        Some(Err(why)) => problems.push((
+            "<nil>".to_owned(),
+            format!("Invalid value: rule compile error: {why}"),
+        )),
+        // Rules run on a value the schema accepts, as upstream runs them after it.
+        Some(Ok(_)) if !problems.is_empty() => {}
+        Some(Ok(rules)) => {
+            let outcome = rules.validate(object, old);
+            problems.extend(outcome.errors);
+            crate::admission::warn(outcome.warnings);
+        }
+    }
     if problems.is_empty() {
         return Ok(());
     }
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
     Err(ApiError::invalid(
         resource.kind,
         resource.group,
         name,
+        problems,
+    ))
+}
+
+/// Refuses a CRD whose `x-kubernetes-validations` rules do not compile (or reference fields
+/// the schema lacks, or cost too much), checking only versions whose schema changed.
+fn check_rules(crd: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    for (i, version) in crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let schema = &version["schema"]["openAPIV3Schema"];
+        if !schema.is_object() {
+            continue;
+        }
+        let unchanged = old
+            .and_then(|o| o["spec"]["versions"].as_array())
+            .is_some_and(|versions| {
+                versions.iter().any(|v| {
+                    v["name"] == version["name"] && v["schema"]["openAPIV3Schema"] == *schema
+                })
+            });
+        if unchanged {
+            continue;
+        }
+        let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        if let Err(errors) = r8s_cel::rules::Compiled::new(schema, &at) {
+            problems.extend(errors);
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "CustomResourceDefinition",
+        "apiextensions.k8s.io",
+        crd["metadata"]["name"].as_str().unwrap_or_default(),
         problems,
     ))
 }

@@ -4,10 +4,12 @@
 mod common;
 
 mod admission;
+mod admission_policies;
 mod batch_and_sets;
 mod certificates;
 mod cli;
 mod conversion;
+mod crd_validation_rules;
 mod crds;
 mod default_rbac;
 mod deletion;
@@ -22,6 +24,7 @@ mod lb_pool;
 mod node_and_service_controllers;
 mod node_authorizer;
 mod overload;
+mod pod_security;
 mod rbac;
 mod rbac_escalation;
 mod scheduler;

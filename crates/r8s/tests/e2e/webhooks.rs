@@ -465,3 +465,51 @@ fn dry_run_is_refused_by_a_webhook_with_side_effects() {
     let out = create_configmap(&server, &["real", "--from-literal=k=v"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn match_conditions_decide_which_requests_reach_the_webhook() {
+    let server = TestServer::start();
+    let webhook = WebhookServer::start(decide);
+    server.create_ok(&configuration(
+        "ValidatingWebhookConfiguration",
+        "deny",
+        json!({
+            "clientConfig": client_config(&webhook, "/validate"),
+            "matchConditions": [
+                { "name": "only-checked", "expression": "object.metadata.name.startsWith('checked-')" },
+                { "name": "not-admins", "expression": "!('system:masters' in request.userInfo.groups) || request.operation == 'CREATE'" },
+            ],
+        }),
+    ));
+    let mut attempt = 0;
+    eventually("the webhook to refuse a checked configmap", || {
+        attempt += 1;
+        let yaml = labelled_configmap(
+            &format!("checked-{attempt}"),
+            "default",
+            json!({ "deny": "yes" }),
+        );
+        !server.create(&yaml).status.success()
+    });
+    let reviewed = webhook.reviews().len();
+    // The first condition is false: the webhook is not asked and the deny label passes.
+    let yaml = labelled_configmap("unchecked", "default", json!({ "deny": "yes" }));
+    let out = server.create(&yaml);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(webhook.reviews().len(), reviewed, "the webhook was asked");
+    // A condition that cannot be evaluated fails closed under the default failurePolicy.
+    server.kubectl_ok(&["delete", "validatingwebhookconfiguration", "deny"]);
+    server.create_ok(&configuration(
+        "ValidatingWebhookConfiguration",
+        "broken",
+        json!({
+            "clientConfig": client_config(&webhook, "/validate"),
+            "matchConditions": [{ "name": "broken", "expression": "object.nope.deeper == 1" }],
+        }),
+    ));
+    eventually("the broken condition to refuse", || {
+        attempt += 1;
+        let out = create_configmap(&server, &[&format!("any-{attempt}"), "--from-literal=k=v"]);
+        stderr(&out).contains("failed to evaluate matchCondition 'broken'")
+    });
+}

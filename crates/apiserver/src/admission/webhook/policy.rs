@@ -1,0 +1,475 @@
+//! ValidatingAdmissionPolicy (`admissionregistration.k8s.io/v1`): CEL validations that run in
+//! the server instead of a webhook. A ValidatingAdmissionPolicyBinding applies a policy;
+//! a write is checked by every binding whose policy's `matchConstraints` (and the binding's
+//! own `matchResources`) select it, whose `matchConditions` all hold, once per parameter
+//! object its `paramRef` finds. A validation that is false denies the write (action `Deny`,
+//! with the validation's reason and message) or adds a warning (`Warn`); an expression that
+//! fails to evaluate follows `failurePolicy`. `Audit` has no audit log to write to in r8s.
+//!
+//! Matching is the webhooks' (rules, matchPolicy, namespace and object selectors), and the
+//! CEL inputs (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`)
+//! are upstream's; the `authorizer` variable is not provided yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use http::StatusCode;
+use r8s_api::Resource;
+use r8s_cel::Value as Cel;
+use serde_json::{Value, json};
+
+use super::matching::{self, Invocation};
+use super::{GROUP, Hook, Request, add_warnings, cached, namespace, should_call};
+use crate::objects;
+use crate::registry::Registry;
+use crate::selectors::LabelSelector;
+use crate::status::ApiError;
+
+/// Compiled expressions by source: policies are few and their expressions repeat on every
+/// request. Bounded by clearing, as a cache of a handful of entries in practice.
+static PROGRAMS: LazyLock<Mutex<HashMap<String, Arc<r8s_cel::Program>>>> =
+    LazyLock::new(Default::default);
+const MAX_PROGRAMS: usize = 4096;
+
+fn program(source: &str) -> Result<Arc<r8s_cel::Program>, String> {
+    let mut programs = PROGRAMS.lock().expect("poisoned");
+    if let Some(found) = programs.get(source) {
+        return Ok(found.clone());
+    }
+    let compiled = Arc::new(r8s_cel::compile(source)?);
+    if programs.len() >= MAX_PROGRAMS {
+        programs.clear();
+    }
+    programs.insert(source.to_owned(), compiled.clone());
+    Ok(compiled)
+}
+
+/// What an expression came to.
+enum Outcome {
+    Value(Cel),
+    Error(String),
+}
+
+/// The variables expressions of a policy (or a webhook's `matchConditions`) see.
+pub(super) struct Inputs {
+    variables: Vec<(&'static str, Cel)>,
+}
+
+impl Inputs {
+    /// `object`, `oldObject` and `request` for a write (or delete) matched as `invocation`.
+    pub(super) fn new(
+        request: &Request<'_>,
+        invocation: &Invocation,
+        object: Option<&Value>,
+    ) -> Self {
+        let review = super::review::build("v1", "", request, invocation, None, None);
+        let mut admission = review["request"].clone();
+        if let Some(fields) = admission.as_object_mut() {
+            fields.remove("object");
+            fields.remove("oldObject");
+            fields.remove("uid");
+        }
+        let or_null = |o: Option<&Value>| o.map_or(Cel::Null, r8s_cel::value::untyped);
+        Self {
+            variables: vec![
+                ("object", or_null(object)),
+                ("oldObject", or_null(request.old)),
+                ("request", r8s_cel::value::untyped(&admission)),
+            ],
+        }
+    }
+
+    fn with(&self, name: &'static str, value: Cel) -> Self {
+        let mut variables = self.variables.clone();
+        variables.retain(|(n, _)| *n != name);
+        variables.push((name, value));
+        Self { variables }
+    }
+
+    fn evaluate(&self, source: &str) -> Outcome {
+        let program = match program(source) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Error(format!("compilation failed: {e}")),
+        };
+        let context = r8s_cel::context(self.variables.iter().map(|(n, v)| (*n, v.clone())));
+        match program.execute(&context) {
+            Ok(value) => Outcome::Value(value),
+            Err(e) => Outcome::Error(r8s_cel::describe(&e)),
+        }
+    }
+
+    /// Whether every condition holds: `Ok(false)` skips, `Err` is the first that failed to
+    /// evaluate (for the failure policy to judge).
+    pub(super) fn conditions_hold(&self, conditions: &Value) -> Result<bool, String> {
+        for condition in conditions.as_array().into_iter().flatten() {
+            let expression = condition["expression"].as_str().unwrap_or_default();
+            match self.evaluate(expression) {
+                Outcome::Value(Cel::Bool(true)) => {}
+                Outcome::Value(Cel::Bool(false)) => return Ok(false),
+                Outcome::Value(other) => {
+                    return Err(format!(
+                        "matchCondition '{}' must evaluate to bool, got {:?}",
+                        condition["name"].as_str().unwrap_or_default(),
+                        other.type_of()
+                    ));
+                }
+                Outcome::Error(e) => {
+                    return Err(format!(
+                        "failed to evaluate matchCondition '{}': {e}",
+                        condition["name"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// One policy applied by one binding to one request.
+struct Applied<'a> {
+    policy: &'a Value,
+    binding: &'a Value,
+    request: &'a Request<'a>,
+}
+
+impl Applied<'_> {
+    fn names(&self) -> (&str, &str) {
+        (
+            objects::name_of(self.policy),
+            objects::name_of(self.binding),
+        )
+    }
+
+    fn fails_open(&self) -> bool {
+        self.policy["spec"]["failurePolicy"] == "Ignore"
+    }
+
+    fn actions(&self) -> Vec<&str> {
+        self.binding["spec"]["validationActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
+    /// Upstream's denial: admission's `<resource> "<name>" is forbidden: ValidatingAdmissionPolicy
+    /// 'p' with binding 'b' denied request: …`, with the validation's reason and its code.
+    fn denial(&self, reason: &str, message: &str) -> ApiError {
+        let (policy, binding) = self.names();
+        let cause = format!(
+            "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}"
+        );
+        let resource = self.request.resource;
+        let qualified = match resource.group {
+            "" => resource.plural.to_owned(),
+            group => format!("{}.{group}", resource.plural),
+        };
+        let name = self.request.name;
+        let message = match name {
+            "" => format!("{qualified} is forbidden: {cause}"),
+            name => format!("{qualified} {name:?} is forbidden: {cause}"),
+        };
+        let (code, reason) = match reason {
+            "Unauthorized" => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            "Forbidden" => (StatusCode::FORBIDDEN, "Forbidden"),
+            "RequestEntityTooLarge" => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+        };
+        let mut details =
+            json!({ "name": name, "kind": resource.plural, "causes": [{ "message": cause }] });
+        if !resource.group.is_empty() {
+            details["group"] = json!(resource.group);
+        }
+        ApiError {
+            details: Some(details),
+            ..ApiError::new(code, reason, message)
+        }
+    }
+
+    /// A policy that could not be evaluated: refused unless it fails open.
+    fn failed(&self, why: String) -> Result<(), ApiError> {
+        let (policy, binding) = self.names();
+        if self.fails_open() {
+            tracing::warn!(policy, binding, reason = why, "policy failed, failing open");
+            return Ok(());
+        }
+        Err(self.denial("Invalid", &why))
+    }
+}
+
+/// Resources whose writes no policy sees, so a broken policy can always be removed.
+fn exempt(resource: &Resource) -> bool {
+    matching::is_exempt(resource)
+}
+
+/// Runs every binding that selects this write.
+pub async fn validate(
+    registry: &Registry,
+    request: &Request<'_>,
+    object: Option<&Value>,
+) -> Result<(), ApiError> {
+    if exempt(request.resource) {
+        return Ok(());
+    }
+    let mut bindings = cached(registry, GROUP, "validatingadmissionpolicybindings", None).await?;
+    if bindings.is_empty() {
+        return Ok(());
+    }
+    bindings.sort_by(|a, b| objects::name_of(a).cmp(objects::name_of(b)));
+    let policies = cached(registry, GROUP, "validatingadmissionpolicies", None).await?;
+    for binding in &bindings {
+        let wanted = binding["spec"]["policyName"].as_str().unwrap_or_default();
+        let Some(policy) = policies.iter().find(|p| objects::name_of(p) == wanted) else {
+            continue;
+        };
+        let applied = Applied {
+            policy,
+            binding,
+            request,
+        };
+        let Some(invocation) = selects(registry, &applied, request, object).await? else {
+            continue;
+        };
+        let inputs = Inputs::new(request, &invocation, object);
+        let inputs = match request.namespace.filter(|n| !n.is_empty()) {
+            Some(name) => match namespace(registry, name).await {
+                Ok(found) => inputs.with("namespaceObject", r8s_cel::value::untyped(&found)),
+                Err(_) => inputs.with("namespaceObject", Cel::Null),
+            },
+            None => inputs.with("namespaceObject", Cel::Null),
+        };
+        match parameters(registry, &applied, request).await {
+            Err(why) => applied.failed(why)?,
+            Ok(Parameters::NotFound) => {
+                return Err(applied.denial(
+                    "Invalid",
+                    "no params found for policy binding with `Deny` parameterNotFoundAction",
+                ));
+            }
+            Ok(Parameters::Each(params)) => {
+                for param in params {
+                    run(&applied, &inputs.with("params", param))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The version the policy sees the request as, if the policy's constraints and the binding's
+/// resources both select it.
+async fn selects(
+    registry: &Registry,
+    applied: &Applied<'_>,
+    request: &Request<'_>,
+    object: Option<&Value>,
+) -> Result<Option<Invocation>, ApiError> {
+    let constraints = &applied.policy["spec"]["matchConstraints"];
+    let Some(invocation) = matches(registry, constraints, request, object).await? else {
+        return Ok(None);
+    };
+    let resources = &applied.binding["spec"]["matchResources"];
+    if resources.is_object()
+        && matches(registry, resources, request, object)
+            .await?
+            .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(Some(invocation))
+}
+
+/// Whether a `MatchResources` selects the request: a named rule matches, no excluded one does,
+/// and the selectors agree. An empty `resourceRules` (a binding's) matches whatever the policy
+/// matched.
+async fn matches(
+    registry: &Registry,
+    resources: &Value,
+    request: &Request<'_>,
+    object: Option<&Value>,
+) -> Result<Option<Invocation>, ApiError> {
+    let named = |rule: &Value| {
+        let names = rule["resourceNames"].as_array();
+        names.is_none_or(|n| n.is_empty() || n.iter().any(|n| n == request.name))
+    };
+    let excluded = resources["excludeResourceRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| named(rule) && matching::rule_matches(rule, request, request.resource));
+    if excluded {
+        return Ok(None);
+    }
+    let rules: Vec<Value> = match resources["resourceRules"].as_array() {
+        None => vec![
+            json!({ "operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"] }),
+        ],
+        Some(rules) => rules.iter().filter(|r| named(r)).cloned().collect(),
+    };
+    let hook = Hook::parse(
+        "",
+        &json!({
+            "name": "policy",
+            "rules": rules,
+            "matchPolicy": resources["matchPolicy"],
+            "namespaceSelector": resources["namespaceSelector"],
+            "objectSelector": resources["objectSelector"],
+        }),
+    );
+    should_call(registry, &hook, request, object).await
+}
+
+enum Parameters {
+    /// Run once per value (`null` when the policy takes no parameters).
+    Each(Vec<Cel>),
+    /// None found and the binding says `Deny`.
+    NotFound,
+}
+
+/// The parameter objects a binding's `paramRef` names, of the policy's `paramKind`.
+async fn parameters(
+    registry: &Registry,
+    applied: &Applied<'_>,
+    request: &Request<'_>,
+) -> Result<Parameters, String> {
+    let kind = &applied.policy["spec"]["paramKind"];
+    if !kind.is_object() {
+        return Ok(Parameters::Each(vec![Cel::Null]));
+    }
+    let reference = &applied.binding["spec"]["paramRef"];
+    if !reference.is_object() {
+        return Err("failed to configure binding: no paramRef in binding".to_owned());
+    }
+    let api_version = kind["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind_name = kind["kind"].as_str().unwrap_or_default();
+    let resource = find_kind(group, version, kind_name)
+        .ok_or_else(|| format!("failed to configure policy: failed to find resource referenced by paramKind: '{api_version}, Kind={kind_name}'"))?;
+    let namespace = match (reference["namespace"].as_str(), resource.namespaced) {
+        (_, false) => None,
+        (Some(n), true) if !n.is_empty() => Some(n.to_owned()),
+        (_, true) => match request.namespace.filter(|n| !n.is_empty()) {
+            Some(n) => Some(n.to_owned()),
+            None => {
+                return Err("cannot use namespaced paramRef in policy binding that matches cluster-scoped resources".to_owned());
+            }
+        },
+    };
+    let cache = registry
+        .cache
+        .resource(resource)
+        .await
+        .map_err(|e| e.message)?;
+    let mut prefix = objects::collection(resource, namespace.as_deref());
+    prefix.push('/');
+    let (found, _) = cache.snapshot(&prefix);
+    let selector = match reference["selector"].is_object() {
+        true => Some(LabelSelector::from_object(&reference["selector"]).map_err(|e| e.message)?),
+        false => None,
+    };
+    let name = reference["name"].as_str().filter(|n| !n.is_empty());
+    let params: Vec<Cel> = found
+        .iter()
+        .map(|o| o.value_as(resource))
+        .filter(|o| match (name, &selector) {
+            (Some(name), _) => objects::name_of(o) == name,
+            (None, Some(selector)) => selector.matches(o),
+            (None, None) => false,
+        })
+        .map(|o| r8s_cel::value::untyped(&o))
+        .collect();
+    if !params.is_empty() {
+        return Ok(Parameters::Each(params));
+    }
+    match reference["parameterNotFoundAction"].as_str() {
+        Some("Allow") => Ok(Parameters::Each(Vec::new())),
+        _ => Ok(Parameters::NotFound),
+    }
+}
+
+/// The served resource of a kind: built in, or a CRD's.
+fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Resource> {
+    r8s_api::catalogue()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .or_else(|| {
+            crate::crd::catalogue::table()
+                .served
+                .iter()
+                .map(|s| s.resource)
+                .find(|r| r.group == group && r.version == version && r.kind == kind)
+        })
+}
+
+/// One policy evaluation: conditions, variables, then validations.
+fn run(applied: &Applied<'_>, inputs: &Inputs) -> Result<(), ApiError> {
+    let spec = &applied.policy["spec"];
+    match inputs.conditions_hold(&spec["matchConditions"]) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(why) => return applied.failed(why),
+    }
+    // Variables in order, each able to read those before it.
+    let mut variables: HashMap<String, Cel> = HashMap::new();
+    for variable in spec["variables"].as_array().into_iter().flatten() {
+        let name = variable["name"].as_str().unwrap_or_default().to_owned();
+        let scope = inputs.with("variables", Cel::from(variables.clone()));
+        // An unusable variable is left out: an expression reading it then fails.
+        if let Outcome::Value(value) =
+            scope.evaluate(variable["expression"].as_str().unwrap_or_default())
+        {
+            variables.insert(name, value);
+        }
+    }
+    let inputs = inputs.with("variables", Cel::from(variables));
+    let actions = applied.actions();
+    for validation in spec["validations"].as_array().into_iter().flatten() {
+        let expression = validation["expression"].as_str().unwrap_or_default();
+        let message = match inputs.evaluate(expression) {
+            Outcome::Value(Cel::Bool(true)) => continue,
+            Outcome::Value(Cel::Bool(false)) => message_of(validation, &inputs),
+            Outcome::Value(other) => {
+                applied.failed(format!(
+                    "expression '{expression}' resulted in error: expected bool, got {:?}",
+                    other.type_of()
+                ))?;
+                continue;
+            }
+            Outcome::Error(e) => {
+                applied.failed(format!("expression '{expression}' resulted in error: {e}"))?;
+                continue;
+            }
+        };
+        if actions.contains(&"Warn") {
+            let (policy, binding) = applied.names();
+            add_warnings(vec![format!(
+                "Validation failed for ValidatingAdmissionPolicy '{policy}' with binding '{binding}': {message}"
+            )]);
+        }
+        if actions.contains(&"Deny") {
+            let reason = validation["reason"].as_str().unwrap_or("Invalid");
+            return Err(applied.denial(reason, &message));
+        }
+    }
+    Ok(())
+}
+
+/// A failed validation's message: its `messageExpression` if that gives a usable string,
+/// its `message`, or `failed expression: <expression>`.
+fn message_of(validation: &Value, inputs: &Inputs) -> String {
+    if let Some(expression) = validation["messageExpression"].as_str()
+        && let Outcome::Value(Cel::String(text)) = inputs.evaluate(expression)
+        && !text.trim().is_empty()
+        && !text.contains('\n')
+    {
+        return text.trim().to_owned();
+    }
+    match validation["message"].as_str() {
+        Some(message) if !message.trim().is_empty() => message.trim().to_owned(),
+        _ => format!(
+            "failed expression: {}",
+            validation["expression"].as_str().unwrap_or_default().trim()
+        ),
+    }
+}

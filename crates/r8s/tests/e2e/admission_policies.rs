@@ -1,0 +1,224 @@
+//! ValidatingAdmissionPolicy with the real kubectl: a bound policy denies or warns with its
+//! message, reads parameters, variables and match conditions, and follows its failure policy.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::{Value, json};
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A policy on Deployment creates and updates in namespaces labelled `policies=on`.
+fn policy(name: &str, spec: Value) -> String {
+    let mut full = json!({
+        "matchConstraints": {
+            "resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["deployments"],
+            }],
+            "namespaceSelector": { "matchLabels": { "policies": "on" } },
+        },
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        full[key] = value.clone();
+    }
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": { "name": name },
+        "spec": full,
+    })
+    .to_string()
+}
+
+fn binding(name: &str, policy: &str, spec: Value) -> String {
+    let mut full = json!({ "policyName": policy, "validationActions": ["Deny"] });
+    for (key, value) in spec.as_object().unwrap() {
+        full[key] = value.clone();
+    }
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": { "name": name },
+        "spec": full,
+    })
+    .to_string()
+}
+
+fn server_with_labelled_namespace() -> TestServer {
+    let server = TestServer::start();
+    server.kubectl_ok(&["create", "namespace", "guarded"]);
+    server.kubectl_ok(&["label", "namespace", "guarded", "policies=on"]);
+    server
+}
+
+/// Creates a deployment with `replicas` in `namespace`; its kubectl output.
+fn deploy(server: &TestServer, name: &str, namespace: &str, replicas: u32) -> std::process::Output {
+    let replicas = format!("--replicas={replicas}");
+    server.kubectl(&[
+        "create",
+        "deployment",
+        name,
+        "--image=nginx",
+        &replicas,
+        "-n",
+        namespace,
+    ])
+}
+
+#[test]
+fn a_bound_policy_denies_a_deployment_with_its_message() {
+    let server = server_with_labelled_namespace();
+    server.create_ok(&policy(
+        "replicas",
+        json!({ "validations": [{
+            "expression": "object.spec.replicas > 1",
+            "messageExpression": "'wants replicas > 1, got ' + string(object.spec.replicas)",
+        }] }),
+    ));
+    server.create_ok(&binding("replicas-binding", "replicas", json!({})));
+    let mut attempt = 0;
+    let mut said = String::new();
+    eventually("the policy to deny", || {
+        attempt += 1;
+        let out = deploy(&server, &format!("single-{attempt}"), "guarded", 1);
+        said = text(&out);
+        !out.status.success()
+    });
+    assert!(
+        said.contains("ValidatingAdmissionPolicy 'replicas' with binding 'replicas-binding' denied request: wants replicas > 1, got 1"),
+        "{said}"
+    );
+    // Denied as Invalid (422), the reason kubectl shows for a manifest.
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "from-manifest", "namespace": "guarded" },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "m" } },
+            "template": {
+                "metadata": { "labels": { "app": "m" } },
+                "spec": { "containers": [{ "name": "c", "image": "nginx" }] },
+            },
+        },
+    });
+    let out = server.create(&manifest.to_string());
+    assert!(
+        text(&out).contains(r#"The deployments "from-manifest" is invalid"#),
+        "{}",
+        text(&out)
+    );
+    let out = deploy(&server, "replicated", "guarded", 2);
+    assert!(out.status.success(), "{}", text(&out));
+    // Outside the selected namespace the policy does not apply.
+    let out = deploy(&server, "single", "default", 1);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn parameters_variables_and_warnings() {
+    let server = server_with_labelled_namespace();
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "limits",
+        "-n",
+        "guarded",
+        "--from-literal=maxReplicas=3",
+    ]);
+    server.create_ok(&policy(
+        "limit",
+        json!({
+            "paramKind": { "apiVersion": "v1", "kind": "ConfigMap" },
+            "matchConditions": [{ "name": "not-exempt", "expression": "!object.metadata.name.startsWith('exempt-')" }],
+            "variables": [
+                { "name": "limit", "expression": "int(params.data.maxReplicas)" },
+                { "name": "over", "expression": "object.spec.replicas > variables.limit" },
+            ],
+            "validations": [{ "expression": "!variables.over", "message": "too many replicas" }],
+        }),
+    ));
+    server.create_ok(&binding(
+        "limit-warn",
+        "limit",
+        json!({
+            "validationActions": ["Warn"],
+            "paramRef": { "name": "limits", "parameterNotFoundAction": "Deny" },
+        }),
+    ));
+    let mut attempt = 0;
+    let mut said = String::new();
+    eventually("the policy to warn", || {
+        attempt += 1;
+        let out = deploy(&server, &format!("big-{attempt}"), "guarded", 5);
+        said = text(&out);
+        assert!(out.status.success(), "Warn must not deny: {said}");
+        said.contains("Warning: Validation failed for ValidatingAdmissionPolicy 'limit' with binding 'limit-warn': too many replicas")
+    });
+    let out = deploy(&server, "small", "guarded", 2);
+    assert!(!text(&out).contains("Warning"), "{}", text(&out));
+    let out = deploy(&server, "exempt-big", "guarded", 9);
+    assert!(
+        !text(&out).contains("Warning"),
+        "a false match condition skips: {}",
+        text(&out)
+    );
+    // Without its parameters, a binding with parameterNotFoundAction Deny refuses.
+    server.kubectl_ok(&["delete", "configmap", "limits", "-n", "guarded"]);
+    eventually("the missing parameters to deny", || {
+        attempt += 1;
+        let out = deploy(&server, &format!("any-{attempt}"), "guarded", 1);
+        text(&out)
+            .contains("no params found for policy binding with `Deny` parameterNotFoundAction")
+    });
+}
+
+#[test]
+fn an_expression_that_fails_follows_the_failure_policy() {
+    let server = server_with_labelled_namespace();
+    server.create_ok(&policy(
+        "broken",
+        json!({ "validations": [{ "expression": "object.spec.nope > 1" }] }),
+    ));
+    server.create_ok(&binding("broken-binding", "broken", json!({})));
+    let mut attempt = 0;
+    eventually("the failing policy to deny", || {
+        attempt += 1;
+        let out = deploy(&server, &format!("d-{attempt}"), "guarded", 1);
+        text(&out).contains("expression 'object.spec.nope > 1' resulted in error")
+    });
+    let patch = r#"{"spec":{"failurePolicy":"Ignore"}}"#;
+    server.kubectl_ok(&[
+        "patch",
+        "validatingadmissionpolicy",
+        "broken",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    eventually("the ignored failure to admit", || {
+        attempt += 1;
+        deploy(&server, &format!("d-{attempt}"), "guarded", 1)
+            .status
+            .success()
+    });
+}
