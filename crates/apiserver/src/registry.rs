@@ -408,6 +408,7 @@ impl Registry {
             ));
         }
         crate::crd::admit(resource, &mut object, None)?;
+        admission::prepare_policy(resource, path.subresource.as_deref(), &mut object)?;
         admission::validate(self, &admission, &object).await?;
         let key = objects::key(resource, path.namespace.as_deref(), &name);
         if query.dry_run {
@@ -724,6 +725,7 @@ impl Registry {
                 return Err(ApiError::invalid(kind, group, name, problems));
             }
             crate::crd::admit(path.resource, &mut updated, Some(&current))?;
+            admission::prepare_policy(path.resource, path.subresource.as_deref(), &mut updated)?;
             admission::validate(self, &admission, &updated).await?;
             if query.dry_run {
                 return Ok(objects::to_store(path.resource, updated)?.1);

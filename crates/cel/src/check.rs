@@ -50,6 +50,9 @@ pub enum Ty<'s> {
     Schema(&'s Json, bool),
     /// A resource's metadata as CEL sees it: `name` and `generateName`.
     Meta,
+    /// A value known only by its CEL type (`int`, `string`, …): literals and the results of
+    /// operators and conversions.
+    Scalar(&'static str),
     Dyn,
 }
 
@@ -65,7 +68,7 @@ impl<'s> Ty<'s> {
             return 1.0;
         };
         let bounded = |key: &str| schema[key].as_f64();
-        match schema["type"].as_str() {
+        match type_of(schema) {
             Some("string") => bounded("maxLength").unwrap_or(MAX_REQUEST_BYTES - 2.0),
             Some("array") => bounded("maxItems")
                 .unwrap_or_else(|| (MAX_REQUEST_BYTES - 2.0) / (min_size(&schema["items"]) + 1.0)),
@@ -80,14 +83,21 @@ impl<'s> Ty<'s> {
         }
     }
 
-    fn is_scalar(&self) -> Option<&'static str> {
+    /// The CEL type of a scalar value of this type, when it is certain.
+    fn scalar(&self) -> Option<&'static str> {
         match self {
+            Ty::Scalar(name) => Some(name),
             Ty::Schema(schema, _) if schema["x-kubernetes-int-or-string"] != true => {
-                match schema["type"].as_str() {
-                    Some("string") => Some("string"),
-                    Some("integer") => Some("int"),
-                    Some("number") => Some("double"),
-                    Some("boolean") => Some("bool"),
+                match (type_of(schema), schema["format"].as_str()) {
+                    (Some("string"), Some("byte")) => Some("bytes"),
+                    (Some("string"), Some("duration")) => Some("google.protobuf.Duration"),
+                    (Some("string"), Some("date" | "date-time")) => {
+                        Some("google.protobuf.Timestamp")
+                    }
+                    (Some("string"), _) => Some("string"),
+                    (Some("integer"), _) => Some("int"),
+                    (Some("number"), _) => Some("double"),
+                    (Some("boolean"), _) => Some("bool"),
                     _ => None,
                 }
             }
@@ -96,9 +106,57 @@ impl<'s> Ty<'s> {
     }
 }
 
+fn numeric(name: &str) -> bool {
+    matches!(name, "int" | "uint" | "double")
+}
+
+/// Whether an operator has an overload for two operands of these CEL types (cel-go's
+/// standard declarations, with its cross-type numeric comparisons).
+fn overload_exists(operator: &str, left: &str, right: &str) -> bool {
+    const TIME: &str = "google.protobuf.Timestamp";
+    const SPAN: &str = "google.protobuf.Duration";
+    match operator {
+        "_<_" | "_<=_" | "_>_" | "_>=_" => {
+            left == right && left != "null_type" || (numeric(left) && numeric(right))
+        }
+        "_==_" | "_!=_" => {
+            left == right
+                || (numeric(left) && numeric(right))
+                || left == "null_type"
+                || right == "null_type"
+        }
+        "_+_" => {
+            (left == right && matches!(left, "int" | "uint" | "double" | "string" | "bytes" | SPAN))
+                || (left == TIME && right == SPAN)
+                || (left == SPAN && right == TIME)
+        }
+        "_-_" => {
+            (left == right && matches!(left, "int" | "uint" | "double" | SPAN | TIME))
+                || (left == TIME && right == SPAN)
+        }
+        "_*_" | "_/_" => left == right && numeric(left),
+        "_%_" => left == right && matches!(left, "int" | "uint"),
+        _ => true,
+    }
+}
+
+/// A schema's type: `type` as a name, or as a list of names besides `"null"` (the JSON-schema
+/// form of the built-in definitions), or implied by `properties`/`items`.
+fn type_of(schema: &Json) -> Option<&str> {
+    match &schema["type"] {
+        Json::String(name) => Some(name),
+        Json::Array(names) => names.iter().filter_map(Json::as_str).find(|n| *n != "null"),
+        _ if schema.get("properties").is_some() || schema.get("additionalProperties").is_some() => {
+            Some("object")
+        }
+        _ if schema.get("items").is_some() => Some("array"),
+        _ => None,
+    }
+}
+
 /// The fewest bytes a value of this schema serializes to.
 fn min_size(schema: &Json) -> f64 {
-    match schema["type"].as_str() {
+    match type_of(schema) {
         Some("string") => 2.0,
         Some("boolean") => 4.0,
         Some("object" | "array") => 2.0,
@@ -118,8 +176,18 @@ pub struct Checked {
 /// Checks `program` with `variables` declared, answering cel-go-shaped errors
 /// (`ERROR: <input>:1:5: undefined field 'z'` and the caret lines).
 pub fn check(program: &Program, variables: &[(&str, Ty<'_>)]) -> Result<Checked, String> {
+    check_with(program, variables, &|schema| schema)
+}
+
+/// [`check`] over schemas whose nodes may be references (`$ref`), which `resolve` follows.
+pub fn check_with<'s>(
+    program: &Program,
+    variables: &[(&str, Ty<'s>)],
+    resolve: &dyn Fn(&'s Json) -> &'s Json,
+) -> Result<Checked, String> {
     let source = &program.source_info().source;
     let mut checker = Checker {
+        resolve,
         scope: variables.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
         declared: variables.len(),
         checked: Checked::default(),
@@ -168,7 +236,8 @@ fn located(source: &str, program: &Program, id: u64, message: &str) -> String {
     )
 }
 
-struct Checker<'s> {
+struct Checker<'r, 's> {
+    resolve: &'r dyn Fn(&'s Json) -> &'s Json,
     scope: Vec<(String, Ty<'s>)>,
     /// How many of `scope`'s entries are the declared variables (the rest are iteration
     /// variables, which are not reported as reads).
@@ -177,7 +246,11 @@ struct Checker<'s> {
     errors: Vec<(u64, String)>,
 }
 
-impl<'s> Checker<'s> {
+impl<'s> Checker<'_, 's> {
+    fn ty(&self, schema: &'s Json) -> Ty<'s> {
+        Ty::of((self.resolve)(schema))
+    }
+
     fn lookup(&mut self, name: &str) -> Option<Ty<'s>> {
         let position = self.scope.iter().rposition(|(n, _)| n == name)?;
         if position < self.declared && !self.checked.variables.iter().any(|v| v == name) {
@@ -190,18 +263,25 @@ impl<'s> Checker<'s> {
         match on {
             Ty::Dyn => Ty::Dyn,
             Ty::Meta => match field {
-                "name" | "generateName" => Ty::Dyn,
+                "name" | "generateName" => Ty::Scalar("string"),
                 _ => self.undefined(id, field),
             },
+            Ty::Scalar(scalar) => {
+                self.errors.push((
+                    id,
+                    format!("type '{scalar}' does not support field selection"),
+                ));
+                Ty::Dyn
+            }
             Ty::Schema(schema, resource) => {
-                if let Some(scalar) = on.is_scalar() {
+                if let Some(scalar) = on.scalar() {
                     self.errors.push((
                         id,
                         format!("type '{scalar}' does not support field selection"),
                     ));
                     return Ty::Dyn;
                 }
-                if schema["type"] != "object" {
+                if type_of(schema) != Some("object") {
                     return Ty::Dyn;
                 }
                 let property = schema["properties"].as_object().and_then(|properties| {
@@ -210,7 +290,7 @@ impl<'s> Checker<'s> {
                         .find(|(name, _)| escape(name).as_deref() == Some(field))
                 });
                 if let Some((_, property)) = property {
-                    return Ty::of(property);
+                    return self.ty(property);
                 }
                 if resource {
                     match field {
@@ -220,7 +300,7 @@ impl<'s> Checker<'s> {
                     }
                 }
                 match schema.get("additionalProperties") {
-                    Some(values) if values.is_object() => return Ty::of(values),
+                    Some(values) if values.is_object() => return self.ty(values),
                     Some(Json::Bool(true)) => return Ty::Dyn,
                     _ => {}
                 }
@@ -238,13 +318,15 @@ impl<'s> Checker<'s> {
     }
 
     /// The type an index into `on` yields.
-    fn element(on: Ty<'s>) -> Ty<'s> {
+    fn element(&self, on: Ty<'s>) -> Ty<'s> {
         match on {
-            Ty::Schema(schema, _) if schema["type"] == "array" && schema["items"].is_object() => {
-                Ty::of(&schema["items"])
+            Ty::Schema(schema, _)
+                if type_of(schema) == Some("array") && schema["items"].is_object() =>
+            {
+                self.ty(&schema["items"])
             }
             Ty::Schema(schema, _) if schema["additionalProperties"].is_object() => {
-                Ty::of(&schema["additionalProperties"])
+                self.ty(&schema["additionalProperties"])
             }
             _ => Ty::Dyn,
         }
@@ -265,7 +347,20 @@ impl<'s> Checker<'s> {
                     (Ty::Dyn, 1.0)
                 }
             },
-            Expr::Literal(_) | Expr::Unspecified => (Ty::Dyn, 0.0),
+            Expr::Literal(literal) => {
+                use cel::common::ast::LiteralValue as L;
+                let name = match literal {
+                    L::Boolean(_) => "bool",
+                    L::Bytes(_) => "bytes",
+                    L::Double(_) => "double",
+                    L::Int(_) => "int",
+                    L::Null => "null_type",
+                    L::String(_) => "string",
+                    L::UInt(_) => "uint",
+                };
+                (Ty::Scalar(name), 0.0)
+            }
+            Expr::Unspecified => (Ty::Dyn, 0.0),
             Expr::Select(select) => {
                 let (on, cost) = self.walk(&select.operand);
                 let ty = self.select(expr.id, on, &select.field);
@@ -298,10 +393,10 @@ impl<'s> Checker<'s> {
                 let (range, range_cost) = self.walk(&c.iter_range);
                 let iterations = range.size();
                 let (element, key) = match range {
-                    Ty::Schema(schema, _) if schema["type"] == "object" => {
-                        (Ty::Dyn, Self::element(range))
+                    Ty::Schema(schema, _) if type_of(schema) == Some("object") => {
+                        (Ty::Dyn, self.element(range))
                     }
-                    _ => (Self::element(range), Ty::Dyn),
+                    _ => (self.element(range), Ty::Dyn),
                 };
                 let (_, init_cost) = self.walk(&c.accu_init);
                 let depth = self.scope.len();
@@ -375,8 +470,32 @@ impl<'s> Checker<'s> {
             };
             cost += 0.1 * sized.map_or(1.0, |t| t.size());
         }
+        if let (Some(left), Some(right)) = (
+            args.first().and_then(Ty::scalar),
+            args.get(1).and_then(Ty::scalar),
+        ) && call.target.is_none()
+            && args.len() == 2
+            && !overload_exists(name, left, right)
+        {
+            self.errors.push((
+                id,
+                format!("found no matching overload for '{name}' applied to '({left}, {right})'"),
+            ));
+        }
         let ty = match name {
-            "_[_]" | "_[?_]" => Self::element(first),
+            "_<_" | "_<=_" | "_>_" | "_>=_" | "_==_" | "_!=_" | "!_" | "_&&_" | "_||_" | "@in"
+            | "matches" | "startsWith" | "endsWith" | "contains" | "has" => Ty::Scalar("bool"),
+            "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => {
+                match (first.scalar(), args.get(1).and_then(Ty::scalar)) {
+                    (Some(left), Some(right)) if left == right => Ty::Scalar(left),
+                    _ => Ty::Dyn,
+                }
+            }
+            "size" | "int" => Ty::Scalar("int"),
+            "string" => Ty::Scalar("string"),
+            "double" => Ty::Scalar("double"),
+            "uint" => Ty::Scalar("uint"),
+            "_[_]" | "_[?_]" => self.element(first),
             "_?._" => {
                 if let Some(Expr::Literal(cel::common::ast::LiteralValue::String(field))) =
                     call.args.get(1).map(|a| &a.expr)
@@ -466,6 +585,25 @@ mod tests {
                 .contains("undeclared reference to 'slef'")
         );
         assert!(run("type(self.x) == int").is_ok());
+    }
+
+    #[test]
+    fn operators_on_mismatched_types_are_refused() {
+        let error = run("self.x > '1'").unwrap_err();
+        assert!(
+            error.contains("found no matching overload for '_>_' applied to '(int, string)'"),
+            "{error}"
+        );
+        assert!(error.starts_with("ERROR: <input>:1:8:"), "{error}");
+        let error = run("'got ' + self.x").unwrap_err();
+        assert!(
+            error.contains("'_+_' applied to '(string, int)'"),
+            "{error}"
+        );
+        assert!(run("'got ' + string(self.x) == self.name").is_ok());
+        assert!(run("self.x > 1.5 && self.name != null && size(self.tags) >= 1").is_ok());
+        assert!(run("self.labels.all(k, k + '=' + self.labels[k] != '')").is_ok());
+        assert!(run("self.any.count + 1 > 'dyn is unchecked'").is_ok());
     }
 
     #[test]

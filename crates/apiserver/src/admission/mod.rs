@@ -21,6 +21,22 @@ use crate::registry::Registry;
 use crate::status::ApiError;
 pub use webhook::collect_warnings;
 
+/// What the server itself does to a ValidatingAdmissionPolicy being written: its expressions
+/// must compile, and its status records their type checking.
+pub(crate) fn prepare_policy(
+    resource: &Resource,
+    subresource: Option<&str>,
+    object: &mut Value,
+) -> Result<(), ApiError> {
+    let is_policy = resource.group == "admissionregistration.k8s.io"
+        && resource.plural == "validatingadmissionpolicies"
+        && subresource.is_none();
+    match is_policy {
+        true => webhook::policy::prepare(object),
+        false => Ok(()),
+    }
+}
+
 /// Adds `Warning` headers to the answer of the write being served (none for the server's own
 /// writes).
 pub(crate) fn warn(warnings: Vec<String>) {

@@ -15,7 +15,7 @@
 
 mod client;
 mod matching;
-mod policy;
+pub(super) mod policy;
 mod review;
 
 use std::cell::RefCell;

@@ -222,3 +222,65 @@ fn an_expression_that_fails_follows_the_failure_policy() {
             .success()
     });
 }
+
+#[test]
+fn policies_are_type_checked_against_the_kinds_they_match() {
+    let server = TestServer::start();
+    server.create_ok(&policy(
+        "correct",
+        json!({ "validations": [{ "expression": "object.spec.replicas > 1" }] }),
+    ));
+    let correct = server.get_json(&["validatingadmissionpolicy", "correct"]);
+    assert!(correct["status"]["typeChecking"].is_object(), "{correct}");
+    assert!(correct["status"]["typeChecking"]["expressionWarnings"].is_null());
+    server.create_ok(&policy(
+        "confused",
+        json!({ "validations": [{
+            "expression": "object.spec.replicas > '1'",
+            "messageExpression": "'wants replicas > 1, got ' + object.spec.replicas",
+        }] }),
+    ));
+    let confused = server.get_json(&["validatingadmissionpolicy", "confused"]);
+    let warnings = confused["status"]["typeChecking"]["expressionWarnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{confused}"))
+        .clone();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings[0]["fieldRef"], "spec.validations[0].expression");
+    let first = warnings[0]["warning"].as_str().unwrap();
+    assert!(
+        first.contains("apps/v1, Kind=Deployment: ERROR: <input>:1:22: found no matching overload for '_>_' applied to '(int, string)'"),
+        "{first}"
+    );
+    assert_eq!(
+        warnings[1]["fieldRef"],
+        "spec.validations[0].messageExpression"
+    );
+    assert!(
+        warnings[1]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("found no matching overload for '_+_' applied to '(string, int)'")
+    );
+    assert_eq!(confused["status"]["observedGeneration"], 1);
+    // An expression that does not parse, or reads an unknown variable, is refused.
+    let out = server.create(&policy(
+        "broken",
+        json!({ "validations": [{ "expression": "object.spec.replicas >" }] }),
+    ));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("spec.validations[0].expression: Invalid value: \"object.spec.replicas >\": compilation failed: ERROR: <input>:1:"),
+        "{}",
+        text(&out)
+    );
+    let out = server.create(&policy(
+        "unknown",
+        json!({ "validations": [{ "expression": "objekt.spec.replicas > 1" }] }),
+    ));
+    assert!(
+        text(&out).contains("undeclared reference to 'objekt'"),
+        "{}",
+        text(&out)
+    );
+}

@@ -473,3 +473,191 @@ fn message_of(validation: &Value, inputs: &Inputs) -> String {
         ),
     }
 }
+
+/// Where a policy's expressions sit, with the variables each may read.
+fn expressions(spec: &Value) -> Vec<(String, &str)> {
+    let mut found = Vec::new();
+    let mut collect = |list: &str, field: &str| {
+        for (i, item) in spec[list].as_array().into_iter().flatten().enumerate() {
+            if let Some(expression) = item[field].as_str() {
+                found.push((format!("spec.{list}[{i}].{field}"), expression));
+            }
+        }
+    };
+    collect("matchConditions", "expression");
+    collect("variables", "expression");
+    collect("validations", "expression");
+    collect("validations", "messageExpression");
+    collect("auditAnnotations", "valueExpression");
+    found
+}
+
+/// Every variable a policy expression may read.
+const POLICY_VARIABLES: &[&str] = &[
+    "object",
+    "oldObject",
+    "request",
+    "params",
+    "namespaceObject",
+    "variables",
+    "authorizer",
+];
+
+/// The kinds a policy's `matchConstraints` name exactly (wildcards name none), as upstream's
+/// type checker finds the schemas to check against.
+fn matched_kinds(spec: &Value) -> Vec<&'static Resource> {
+    let mut kinds: Vec<&'static Resource> = Vec::new();
+    let rules = spec["matchConstraints"]["resourceRules"].as_array();
+    for rule in rules.into_iter().flatten() {
+        let list = |key: &str| -> Vec<&str> {
+            rule[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect()
+        };
+        let (groups, versions, resources) =
+            (list("apiGroups"), list("apiVersions"), list("resources"));
+        let wildcard = |l: &[&str]| l.iter().any(|i| i.contains('*') || i.contains('/'));
+        if wildcard(&groups) || wildcard(&versions) || wildcard(&resources) {
+            continue;
+        }
+        for group in &groups {
+            for version in &versions {
+                for plural in &resources {
+                    let found = r8s_api::find(group, version, plural)
+                        .or_else(|| crate::crd::find(group, version, plural));
+                    if let Some(resource) = found
+                        && !kinds.iter().any(|k| std::ptr::eq(*k, resource))
+                    {
+                        kinds.push(resource);
+                    }
+                }
+            }
+        }
+    }
+    kinds
+}
+
+/// On a ValidatingAdmissionPolicy write: refuses expressions that do not compile (or read
+/// variables that do not exist), and records in `status.typeChecking` what upstream's type
+/// checker warns about when the expressions are checked against the schemas of the kinds the
+/// policy matches (`found no matching overload …`, `undefined field …`).
+pub fn prepare(object: &mut Value) -> Result<(), ApiError> {
+    let dynamic: Vec<(&str, r8s_cel::check::Ty<'static>)> = POLICY_VARIABLES
+        .iter()
+        .map(|v| (*v, r8s_cel::check::Ty::Dyn))
+        .collect();
+    let mut problems = Vec::new();
+    let mut programs = Vec::new();
+    for (path, expression) in expressions(&object["spec"]) {
+        let checked = r8s_cel::compile(expression)
+            .and_then(|program| r8s_cel::check::check(&program, &dynamic).map(|_| program));
+        match checked {
+            Ok(program) => programs.push((path, program)),
+            Err(e) => problems.push((
+                path,
+                format!("Invalid value: {:?}: compilation failed: {e}", expression),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(
+            "ValidatingAdmissionPolicy",
+            GROUP,
+            objects::name_of(object),
+            problems,
+        ));
+    }
+    let kinds = matched_kinds(&object["spec"]);
+    let resolve =
+        |node: &'static Value| crate::schema::Schema::resolve(node).node().unwrap_or(node);
+    let mut warnings = Vec::new();
+    for (path, program) in &programs {
+        // Only validations are type checked, as upstream checks them.
+        if !path.starts_with("spec.validations") {
+            continue;
+        }
+        let mut found = Vec::new();
+        for kind in &kinds {
+            let Some(schema) =
+                crate::schema::Schema::of_kind(kind.group, kind.version, kind.kind).node()
+            else {
+                continue;
+            };
+            let typed = r8s_cel::check::Ty::Schema(resolve(schema), false);
+            let variables: Vec<_> = POLICY_VARIABLES
+                .iter()
+                .map(|v| match *v {
+                    "object" | "oldObject" => (*v, typed),
+                    _ => (*v, r8s_cel::check::Ty::Dyn),
+                })
+                .collect();
+            if let Err(issues) = r8s_cel::check::check_with(program, &variables, &resolve) {
+                found.push(format!(
+                    "{}/{}, Kind={}: {issues}",
+                    kind.group, kind.version, kind.kind
+                ));
+            }
+        }
+        if !found.is_empty() {
+            warnings.push(json!({ "fieldRef": path, "warning": found.join("\n") }));
+        }
+    }
+    let generation = object["metadata"]["generation"].clone();
+    let status = &mut object["status"];
+    if !status.is_object() {
+        *status = json!({});
+    }
+    status["observedGeneration"] = generation;
+    status["typeChecking"] = match warnings.is_empty() {
+        true => json!({}),
+        false => json!({ "expressionWarnings": warnings }),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_checking_finds_mismatched_operands_in_deployment_fields() {
+        let mut policy = json!({
+            "metadata": { "name": "p", "generation": 1 },
+            "spec": {
+                "matchConstraints": { "resourceRules": [{
+                    "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"],
+                }] },
+                "validations": [
+                    { "expression": "object.spec.replicas > '1'" },
+                    { "expression": "object.spec.replicas > 1 && object.metadata.labels.app == 'x'" },
+                    { "expression": "object.spec.nope == 1" },
+                ],
+            },
+        });
+        prepare(&mut policy).unwrap();
+        let warnings = policy["status"]["typeChecking"]["expressionWarnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{policy}"));
+        let refs: Vec<&str> = warnings
+            .iter()
+            .map(|w| w["fieldRef"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                "spec.validations[0].expression",
+                "spec.validations[2].expression"
+            ]
+        );
+        assert!(
+            warnings[1]["warning"]
+                .as_str()
+                .unwrap()
+                .contains("undefined field 'nope'")
+        );
+    }
+}
