@@ -54,7 +54,10 @@ impl CachedObject {
     /// The object's JSON as `resource` serves it.
     pub fn json_as(&self, resource: &'static Resource) -> Arc<str> {
         if resource.stored_as.is_none() {
-            return self.json.clone();
+            return match crate::crd::conversion::served_json(resource, &self.json) {
+                Some(converted) => converted.into(),
+                None => self.json.clone(),
+            };
         }
         let convert = || -> Arc<str> {
             kinds::behaviour(resource)
@@ -81,7 +84,7 @@ impl CachedObject {
     /// The full object as `resource` serves it.
     pub fn value_as(&self, resource: &'static Resource) -> Value {
         if resource.stored_as.is_none() {
-            return self.value();
+            return crate::crd::conversion::served(resource, self.value());
         }
         serde_json::from_str(&self.json_as(resource)).unwrap_or(Value::Null)
     }

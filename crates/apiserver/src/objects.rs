@@ -37,17 +37,27 @@ pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
 
 /// Decodes a stored object as `resource` serves it (converted, when it is stored as another).
 pub fn decode_as(resource: &Resource, bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
-    let stored = decode(bytes, revision)?;
-    Ok(match resource.stored_as {
-        None => stored,
+    Ok(served(resource, decode(bytes, revision)?))
+}
+
+/// A stored object as `resource` serves it: converted from the entry it is stored as, or to
+/// the CRD version asked for.
+pub fn served(resource: &Resource, stored: Value) -> Value {
+    match resource.stored_as {
+        None => crate::crd::conversion::served(resource, stored),
         Some(_) => r8s_api::kinds::behaviour(resource).to_served(stored),
-    })
+    }
 }
 
 /// What a write of `object`, served as `resource`, stores, and the object as readers then see
 /// it: upstream answers a write with what it stored, converted back.
 pub fn to_store(resource: &Resource, object: Value) -> Result<(bytes::Bytes, Value), ApiError> {
     if resource.stored_as.is_none() {
+        if crate::crd::conversion::of(resource).is_some() {
+            let stored = crate::crd::conversion::stored(resource, object);
+            let bytes = encode(&stored)?;
+            return Ok((bytes, crate::crd::conversion::served(resource, stored)));
+        }
         return Ok((encode(&object)?, object));
     }
     let kind = r8s_api::kinds::behaviour(resource);

@@ -216,7 +216,6 @@ impl Registry {
         };
         // Selectors read the stored form, as the watch cache keeps it.
         let stored_kind = kinds::behaviour(resource.storage());
-        let served_kind = kinds::behaviour(resource);
         let mut items = Vec::new();
         let mut next = None;
         loop {
@@ -243,7 +242,7 @@ impl Registry {
                 let object = objects::decode(&kv.value, kv.mod_revision)?;
                 let selectable = selectors::selectable(&object, stored_kind);
                 if labels.matches(&selectable) && fields.matches(&selectable) {
-                    items.push(served_kind.to_served(object));
+                    items.push(objects::served(resource, object));
                 }
             }
             match (page.more, last) {

@@ -91,7 +91,13 @@ fn resolve_uncached(value: &'static Value) -> Option<&'static Value> {
     for _ in 0..8 {
         if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
             node = definitions().schema(reference.rsplit('/').next().unwrap_or_default())?;
-        } else if let Some(first) = node.get("allOf").and_then(|a| a.get(0)) {
+        } else if let Some(first) = node
+            .get("allOf")
+            .and_then(|a| a.get(0))
+            .filter(|first| first.get("$ref").is_some())
+        {
+            // Only the generator's `allOf: [{$ref}]` wrapping; a CRD's own allOf constrains
+            // values and leaves the node's properties where they are.
             node = first;
         } else {
             return Some(node);

@@ -201,12 +201,24 @@ fn is_dns_label(text: &str) -> bool {
 }
 
 /// Upstream's structural-schema rules that matter for pruning and defaulting: every node has a
-/// type (unless it preserves unknown fields or is int-or-string), int-or-string has none, and
-/// a node has properties or additionalProperties, never both.
+/// type (unless it preserves unknown fields or is int-or-string), int-or-string has none, a
+/// node has properties or additionalProperties, never both, and `allOf`/`anyOf`/`oneOf`/`not`
+/// only restrict values the structural part already describes.
 fn structural(schema: &Value, at: &str, errors: &mut Vec<FieldError>, depth: usize) {
     if depth > 64 {
         return;
     }
+    if depth == 0 {
+        complete(schema, schema, at, at, errors, 0);
+    }
+    junctors(
+        schema,
+        at,
+        is_int_or_string_any_of(&schema["anyOf"]),
+        is_int_or_string_any_of(&schema["allOf"][0]["anyOf"]),
+        errors,
+        depth,
+    );
     let int_or_string = schema["x-kubernetes-int-or-string"] == true;
     let preserve = schema["x-kubernetes-preserve-unknown-fields"] == true;
     let typed = schema["type"].as_str().is_some_and(|t| !t.is_empty());
@@ -267,6 +279,169 @@ fn structural(schema: &Value, at: &str, errors: &mut Vec<FieldError>, depth: usi
     }
     if schema["items"].is_object() {
         structural(&schema["items"], &format!("{at}.items"), errors, depth + 1);
+    }
+}
+
+/// `anyOf: [{type: integer}, {type: string}]`, which upstream lets int-or-string fields spell
+/// out (directly or as the first `allOf`), although types are otherwise banned in junctors.
+fn is_int_or_string_any_of(any_of: &Value) -> bool {
+    *any_of == json!([{ "type": "integer" }, { "type": "string" }])
+}
+
+/// The branches of a node's junctors with their paths: `(keyword, index, branch, path)`.
+fn junctor_branches<'a>(
+    schema: &'a Value,
+    at: &str,
+) -> Vec<(&'static str, usize, &'a Value, String)> {
+    let mut found = Vec::new();
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for (i, branch) in schema[key].as_array().into_iter().flatten().enumerate() {
+            found.push((key, i, branch, format!("{at}.{key}[{i}]")));
+        }
+    }
+    if schema["not"].is_object() {
+        found.push(("not", 0, &schema["not"], format!("{at}.not")));
+    }
+    found
+}
+
+/// Checks the value validations under a node's junctors (`at` names the node).
+fn junctors(
+    schema: &Value,
+    at: &str,
+    skip_any_of: bool,
+    skip_first_all_of_any_of: bool,
+    errors: &mut Vec<FieldError>,
+    depth: usize,
+) {
+    for (key, i, branch, branch_at) in junctor_branches(schema, at) {
+        if key == "anyOf" && skip_any_of {
+            continue;
+        }
+        let skip = key == "allOf" && i == 0 && skip_first_all_of_any_of;
+        nested(branch, &branch_at, skip, errors, depth + 1);
+    }
+}
+
+/// What a value validation inside a junctor may not hold, with upstream's verdict: it may
+/// restrict values, never give them a shape, a default, a description or an extension.
+const NOT_IN_JUNCTORS: [(&str, &str); 14] = [
+    ("type", "must be empty"),
+    ("additionalProperties", "must be undefined"),
+    ("default", "must be undefined"),
+    ("title", "must be empty"),
+    ("description", "must be empty"),
+    ("nullable", "must be false"),
+    ("externalDocs", "must be undefined"),
+    ("x-kubernetes-preserve-unknown-fields", "must be false"),
+    ("x-kubernetes-embedded-resource", "must be false"),
+    ("x-kubernetes-int-or-string", "must be false"),
+    ("x-kubernetes-list-map-keys", "must be empty"),
+    ("x-kubernetes-list-type", "must be undefined"),
+    ("x-kubernetes-map-type", "must be undefined"),
+    ("x-kubernetes-validations", "must be empty"),
+];
+
+/// One value validation under a junctor, its own junctors, items and properties included.
+fn nested(schema: &Value, at: &str, skip_any_of: bool, errors: &mut Vec<FieldError>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    for (key, verdict) in NOT_IN_JUNCTORS {
+        let value = &schema[key];
+        let set = match verdict {
+            "must be false" => *value == true,
+            "must be empty" => !(value.is_null() || *value == "" || *value == json!([])),
+            _ => !value.is_null(),
+        };
+        if set {
+            errors.push((
+                format!("{at}.{key}"),
+                format!("Forbidden: {verdict} to be structural"),
+            ));
+        }
+    }
+    junctors(schema, at, skip_any_of, false, errors, depth);
+    if schema["items"].is_object() {
+        nested(
+            &schema["items"],
+            &format!("{at}.items"),
+            false,
+            errors,
+            depth + 1,
+        );
+    }
+    let properties = schema["properties"].as_object();
+    for (name, child) in properties.into_iter().flatten() {
+        let child_at = format!("{at}.properties[{name}]");
+        if name == "metadata" {
+            errors.push((
+                child_at.clone(),
+                "Forbidden: must not be specified in a nested context".into(),
+            ));
+        }
+        nested(child, &child_at, false, errors, depth + 1);
+    }
+}
+
+/// Upstream's completeness rule: every property and items a junctor names must also be in the
+/// structural schema. `rules` holds the junctors (at `rules_at`), `shape` is the structural node
+/// they restrict (at `shape_at`). Upstream applies it to the root's junctors only, as here.
+fn complete(
+    rules: &Value,
+    shape: &Value,
+    shape_at: &str,
+    rules_at: &str,
+    errors: &mut Vec<FieldError>,
+    depth: usize,
+) {
+    for (_, _, branch, branch_at) in junctor_branches(rules, rules_at) {
+        complete_branch(branch, shape, shape_at, &branch_at, errors, depth + 1);
+    }
+}
+
+/// One value validation under a junctor against the structural node at the same place.
+fn complete_branch(
+    branch: &Value,
+    shape: &Value,
+    shape_at: &str,
+    branch_at: &str,
+    errors: &mut Vec<FieldError>,
+    depth: usize,
+) {
+    if depth > 64 {
+        return;
+    }
+    complete(branch, shape, shape_at, branch_at, errors, depth);
+    let mut named = Vec::new();
+    if branch["items"].is_object() {
+        named.push((&branch["items"], &shape["items"], "items".to_owned()));
+    }
+    for (name, child) in branch["properties"].as_object().into_iter().flatten() {
+        named.push((
+            child,
+            &shape["properties"][name],
+            format!("properties[{name}]"),
+        ));
+    }
+    for (child, shape_child, step) in named {
+        let child_shape_at = format!("{shape_at}.{step}");
+        let child_at = format!("{branch_at}.{step}");
+        if shape_child.is_object() {
+            complete_branch(
+                child,
+                shape_child,
+                &child_shape_at,
+                &child_at,
+                errors,
+                depth + 1,
+            );
+        } else {
+            errors.push((
+                child_shape_at,
+                format!("Required value: because it is defined in {child_at}"),
+            ));
+        }
     }
 }
 
@@ -338,6 +513,147 @@ mod tests {
             fields(&missing),
             ["spec.versions[0].schema.openAPIV3Schema"]
         );
+    }
+
+    const ROOT: &str = "spec.versions[0].schema.openAPIV3Schema";
+
+    /// The CRD with `extra` merged into the schema of `spec`.
+    fn with_spec_schema(extra: Value) -> Value {
+        let mut object = crd();
+        let spec =
+            &mut object["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        for (key, value) in extra.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        object
+    }
+
+    #[test]
+    fn junctors_may_restrict_values_but_not_type_them() {
+        let object = with_spec_schema(json!({
+            "oneOf": [{ "required": ["size"] }, { "required": ["port"] }],
+            "not": { "properties": { "size": { "enum": ["huge"] } }, "required": ["size"] },
+            "allOf": [{ "anyOf": [{ "properties": { "size": { "minLength": 2 } } }] }],
+        }));
+        assert!(
+            fields(&object).is_empty(),
+            "{:?}",
+            CustomResourceDefinitions.validate(&object)
+        );
+        let typed = with_spec_schema(json!({
+            "anyOf": [{ "type": "string" }, { "required": ["size"] }]
+        }));
+        assert_eq!(
+            CustomResourceDefinitions.validate(&typed),
+            [(
+                format!("{ROOT}.properties[spec].anyOf[0].type"),
+                "Forbidden: must be empty to be structural".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn junctors_may_not_shape_default_describe_or_extend() {
+        let object = with_spec_schema(json!({
+            "oneOf": [{
+                "description": "one",
+                "default": {},
+                "nullable": true,
+                "additionalProperties": { "type": "string" },
+                "x-kubernetes-preserve-unknown-fields": true,
+            }],
+            "allOf": [{ "properties": { "size": { "x-kubernetes-list-type": "set" } } }],
+            "not": { "items": { "x-kubernetes-validations": [{ "rule": "true" }] } },
+        }));
+        let at = format!("{ROOT}.properties[spec]");
+        let found: Vec<String> = CustomResourceDefinitions
+            .validate(&object)
+            .into_iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                format!(
+                    "{at}.allOf[0].properties[size].x-kubernetes-list-type: Forbidden: must be undefined to be structural"
+                ),
+                format!(
+                    "{at}.oneOf[0].additionalProperties: Forbidden: must be undefined to be structural"
+                ),
+                format!("{at}.oneOf[0].default: Forbidden: must be undefined to be structural"),
+                format!("{at}.oneOf[0].description: Forbidden: must be empty to be structural"),
+                format!("{at}.oneOf[0].nullable: Forbidden: must be false to be structural"),
+                format!(
+                    "{at}.oneOf[0].x-kubernetes-preserve-unknown-fields: Forbidden: must be false to be structural"
+                ),
+                format!(
+                    "{at}.not.items.x-kubernetes-validations: Forbidden: must be empty to be structural"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn fields_a_root_junctor_names_must_be_specified_outside_it() {
+        let mut object = crd();
+        object["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["anyOf"] = json!([
+            { "properties": { "spec": { "properties": { "size": { "minLength": 1 } } } } },
+            { "properties": { "bar": { "minimum": 42 }, "spec": { "properties": { "gone": {} } } } },
+            { "properties": { "metadata": { "required": ["name"] } } },
+        ]);
+        let found: Vec<String> = CustomResourceDefinitions
+            .validate(&object)
+            .into_iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                format!(
+                    "{ROOT}.properties[bar]: Required value: because it is defined in {ROOT}.anyOf[1].properties[bar]"
+                ),
+                format!(
+                    "{ROOT}.properties[spec].properties[gone]: Required value: because it is defined in {ROOT}.anyOf[1].properties[spec].properties[gone]"
+                ),
+                format!(
+                    "{ROOT}.properties[metadata]: Required value: because it is defined in {ROOT}.anyOf[2].properties[metadata]"
+                ),
+                format!(
+                    "{ROOT}.anyOf[2].properties[metadata]: Forbidden: must not be specified in a nested context"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn int_or_string_may_spell_out_its_types_in_any_of_only_exactly() {
+        let mut object = crd();
+        let properties = &mut object["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["spec"]["properties"];
+        let both = json!([{ "type": "integer" }, { "type": "string" }]);
+        properties["port"]["anyOf"] = both.clone();
+        properties["target"] = json!({
+            "x-kubernetes-int-or-string": true,
+            "allOf": [{ "anyOf": both }, { "pattern": "^[0-9a-z]+$" }],
+        });
+        assert!(
+            fields(&object).is_empty(),
+            "{:?}",
+            CustomResourceDefinitions.validate(&object)
+        );
+        properties_of(&mut object)["port"]["anyOf"] =
+            json!([{ "type": "integer" }, { "type": "string", "pattern": "^[a-z]+$" }]);
+        assert_eq!(
+            fields(&object),
+            [
+                format!("{ROOT}.properties[spec].properties[port].anyOf[0].type"),
+                format!("{ROOT}.properties[spec].properties[port].anyOf[1].type"),
+            ]
+        );
+    }
+
+    fn properties_of(object: &mut Value) -> &mut Value {
+        &mut object["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Served {
     pub rules: Option<Arc<Rules>>,
     /// The CRD is being deleted: reads and deletes only.
     pub terminating: bool,
+    /// How the CRD's versions convert, when it has several.
+    pub versions: Option<super::conversion::Versions>,
 }
 
 /// Every served CRD version, groups and versions in discovery order.
@@ -269,6 +271,7 @@ pub fn served_versions(crd: &Value) -> Vec<Served> {
             },
             rules: schema.and_then(rules_of),
             terminating,
+            versions: super::conversion::versions_of(crd),
         });
     }
     out
@@ -300,6 +303,7 @@ pub fn install(crds: &[Value]) {
     for (_, versions) in &mut groups {
         versions.sort_by(|a, b| version_order(a, b));
     }
+    super::conversion::set_any(served.iter().any(|s| s.versions.is_some()));
     *TABLE.write().expect("poisoned") = Arc::new(Table { served, groups });
 }
 

@@ -9,6 +9,7 @@
 
 pub mod catalogue;
 pub mod columns;
+pub mod conversion;
 pub mod openapi;
 pub mod scale;
 pub mod status;

@@ -1,7 +1,8 @@
 //! A custom resource against its CRD's structural schema, as apiextensions-apiserver treats it:
 //! unknown fields pruned (unless `x-kubernetes-preserve-unknown-fields`), `default`s filled in,
-//! then the value validated (types, required, enum, bounds, lengths, pattern, simple formats),
-//! with upstream's field paths and messages.
+//! then the value validated (types, required, enum, bounds, lengths, pattern, simple formats,
+//! `allOf`/`anyOf`/`oneOf`/`not`), with upstream's field paths and messages. Properties named
+//! only inside those junctors are not part of the structural schema: pruning drops them.
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -211,6 +212,7 @@ fn validate_at(
         ));
         return;
     }
+    check_junctors(schema, value, path, errors, depth);
     if let Some(allowed) = schema["enum"].as_array()
         && !allowed.contains(value)
     {
@@ -245,6 +247,109 @@ fn validate_at(
         }
         Value::Object(map) => check_object(schema, map, path, errors, depth),
         _ => {}
+    }
+}
+
+/// The errors of one junctor branch, validated at the same path as its parent.
+fn branch_errors(branch: &Value, value: &Value, path: &str, depth: usize) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    validate_at(branch, value, path, &mut errors, depth + 1);
+    errors
+}
+
+/// `anyOf`, `oneOf`, `allOf` and `not` as go-openapi's schema-props validator reports them: one
+/// error for the junctor, which apiextensions files under `<nil>` as an `Invalid value: ""`,
+/// plus the branch errors it keeps (the closest failing branch for anyOf/oneOf, all for allOf).
+fn check_junctors(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    depth: usize,
+) {
+    // Go's `%q` of the validator's path; the root's is empty.
+    let junctor_error = |rule: &str| {
+        (
+            "<nil>".to_owned(),
+            format!("Invalid value: \"\": {path:?} {rule}"),
+        )
+    };
+    let branches = |key: &str| schema[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    // Upstream keeps the failure of the branch that got furthest; fewest errors stands in for
+    // that, the first branch winning ties.
+    let closer = |best: &Option<Vec<FieldError>>, candidate: &Vec<FieldError>| {
+        best.as_ref().is_none_or(|b| candidate.len() < b.len())
+    };
+
+    let any_of = branches("anyOf");
+    if !any_of.is_empty() {
+        let mut best = None;
+        let mut matched = false;
+        for branch in any_of {
+            let found = branch_errors(branch, value, path, depth);
+            if found.is_empty() {
+                matched = true;
+                break;
+            }
+            if closer(&best, &found) {
+                best = Some(found);
+            }
+        }
+        if !matched {
+            errors.push(junctor_error("must validate at least one schema (anyOf)"));
+            errors.extend(best.unwrap_or_default());
+        }
+    }
+
+    let one_of = branches("oneOf");
+    if !one_of.is_empty() {
+        let mut best = None;
+        let mut matched = 0;
+        for branch in one_of {
+            let found = branch_errors(branch, value, path, depth);
+            if found.is_empty() {
+                matched += 1;
+            } else if matched == 0 && closer(&best, &found) {
+                best = Some(found);
+            }
+        }
+        match matched {
+            1 => {}
+            0 => {
+                errors.push(junctor_error(
+                    "must validate one and only one schema (oneOf). Found none valid",
+                ));
+                errors.extend(best.unwrap_or_default());
+            }
+            n => errors.push(junctor_error(&format!(
+                "must validate one and only one schema (oneOf). Found {n} valid alternatives"
+            ))),
+        }
+    }
+
+    let all_of = branches("allOf");
+    if !all_of.is_empty() {
+        let mut matched = 0;
+        for branch in all_of {
+            let found = branch_errors(branch, value, path, depth);
+            if found.is_empty() {
+                matched += 1;
+            }
+            errors.extend(found);
+        }
+        if matched == 0 {
+            errors.push(junctor_error(
+                "must validate all the schemas (allOf). None validated",
+            ));
+        } else if matched < all_of.len() {
+            errors.push(junctor_error("must validate all the schemas (allOf)"));
+        }
+    }
+
+    if let Some(not) = schema.get("not").filter(|n| n.is_object())
+        && branch_errors(not, value, path, depth).is_empty()
+    {
+        errors.push(junctor_error("must not validate the schema (not)"));
     }
 }
 
@@ -560,5 +665,174 @@ mod tests {
         let mut explicit = json!({ "spec": { "size": "small", "replicas": 4 } });
         default(&widget_schema(), &mut explicit);
         assert_eq!(explicit["spec"]["replicas"], 4);
+    }
+
+    fn spec_schema(spec: Value) -> Value {
+        json!({ "type": "object", "properties": { "spec": spec } })
+    }
+
+    fn messages(schema: &Value, object: &Value) -> Vec<String> {
+        validate(schema, object)
+            .into_iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect()
+    }
+
+    fn a_or_b() -> Value {
+        spec_schema(json!({
+            "type": "object",
+            "properties": { "a": { "type": "string" }, "b": { "type": "string" } },
+            "oneOf": [{ "required": ["a"] }, { "required": ["b"] }],
+        }))
+    }
+
+    #[test]
+    fn one_of_accepts_exactly_one_matching_branch() {
+        assert!(validate(&a_or_b(), &json!({ "spec": { "a": "x" } })).is_empty());
+        assert_eq!(
+            messages(&a_or_b(), &json!({ "spec": { "a": "x", "b": "y" } })),
+            [
+                "<nil>: Invalid value: \"\": \"spec\" must validate one and only one schema (oneOf). Found 2 valid alternatives"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_of_with_no_match_names_the_closest_branchs_errors() {
+        assert_eq!(
+            messages(&a_or_b(), &json!({ "spec": {} })),
+            [
+                "<nil>: Invalid value: \"\": \"spec\" must validate one and only one schema (oneOf). Found none valid",
+                "spec.a: Required value",
+            ]
+        );
+    }
+
+    #[test]
+    fn any_of_needs_one_matching_branch() {
+        let schema = spec_schema(json!({
+            "type": "object",
+            "properties": { "n": { "type": "integer" } },
+            "anyOf": [
+                { "required": ["n"], "properties": { "n": { "minimum": 10 } } },
+                { "properties": { "n": { "maximum": 0 } } },
+            ],
+        }));
+        assert!(validate(&schema, &json!({ "spec": { "n": 20 } })).is_empty());
+        assert!(validate(&schema, &json!({ "spec": { "n": -3 } })).is_empty());
+        assert_eq!(
+            messages(&schema, &json!({ "spec": { "n": 5 } })),
+            [
+                "<nil>: Invalid value: \"\": \"spec\" must validate at least one schema (anyOf)",
+                "spec.n: Invalid value: 5: spec.n in body should be greater than or equal to 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn all_of_reports_every_failing_branch() {
+        let schema = spec_schema(json!({
+            "type": "object",
+            "properties": { "n": { "type": "integer" } },
+            "allOf": [
+                { "properties": { "n": { "minimum": 1 } } },
+                { "properties": { "n": { "multipleOf": 2 } } },
+            ],
+        }));
+        assert!(validate(&schema, &json!({ "spec": { "n": 4 } })).is_empty());
+        assert_eq!(
+            messages(&schema, &json!({ "spec": { "n": 3 } })),
+            [
+                "spec.n: Invalid value: 3: spec.n in body should be a multiple of 2",
+                "<nil>: Invalid value: \"\": \"spec\" must validate all the schemas (allOf)",
+            ]
+        );
+        let none = messages(&schema, &json!({ "spec": { "n": -1 } }));
+        assert_eq!(
+            none.last().map(String::as_str),
+            Some(
+                "<nil>: Invalid value: \"\": \"spec\" must validate all the schemas (allOf). None validated"
+            )
+        );
+        assert_eq!(none.len(), 3, "{none:?}");
+    }
+
+    #[test]
+    fn not_refuses_a_value_matching_its_schema() {
+        let schema = spec_schema(json!({
+            "type": "object",
+            "properties": { "a": { "type": "string" }, "b": { "type": "string" } },
+            "not": { "required": ["a", "b"] },
+        }));
+        assert!(validate(&schema, &json!({ "spec": { "a": "x" } })).is_empty());
+        assert_eq!(
+            messages(&schema, &json!({ "spec": { "a": "x", "b": "y" } })),
+            ["<nil>: Invalid value: \"\": \"spec\" must not validate the schema (not)"]
+        );
+    }
+
+    #[test]
+    fn junctors_apply_at_the_path_of_nested_items_and_the_root() {
+        let schema = json!({
+            "type": "object",
+            "not": { "required": ["forbidden"] },
+            "properties": {
+                "forbidden": { "type": "string" },
+                "spec": { "type": "object", "properties": { "list": {
+                    "type": "array",
+                    "items": { "type": "string", "oneOf": [{ "enum": ["a"] }, { "pattern": "^b" }] },
+                } } },
+            },
+        });
+        assert!(validate(&schema, &json!({ "spec": { "list": ["a", "bee"] } })).is_empty());
+        assert_eq!(
+            messages(
+                &schema,
+                &json!({ "forbidden": "x", "spec": { "list": ["a", "c"] } })
+            ),
+            [
+                "<nil>: Invalid value: \"\": \"\" must not validate the schema (not)",
+                "<nil>: Invalid value: \"\": \"spec.list[1]\" must validate one and only one schema (oneOf). Found none valid",
+                "spec.list[1]: Unsupported value: \"c\": supported values: \"a\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn int_or_string_with_its_any_of_pattern_checks_both_branches() {
+        let schema = spec_schema(json!({
+            "type": "object",
+            "properties": { "port": {
+                "x-kubernetes-int-or-string": true,
+                "anyOf": [{ "type": "integer" }, { "type": "string" }],
+            } },
+        }));
+        assert!(validate(&schema, &json!({ "spec": { "port": 80 } })).is_empty());
+        assert!(validate(&schema, &json!({ "spec": { "port": "http" } })).is_empty());
+        let bad = messages(&schema, &json!({ "spec": { "port": true } }));
+        assert!(
+            bad.contains(
+                &"<nil>: Invalid value: \"\": \"spec.port\" must validate at least one schema (anyOf)"
+                    .to_owned()
+            ),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn fields_named_only_inside_a_junctor_are_pruned_before_it_is_checked() {
+        let schema = spec_schema(json!({
+            "type": "object",
+            "properties": { "a": { "type": "string" } },
+            "anyOf": [{ "required": ["a"] }, { "required": ["b"] }],
+        }));
+        let mut object = json!({ "spec": { "b": "kept?" } });
+        assert_eq!(prune(&schema, &mut object), ["spec.b"]);
+        default(&schema, &mut object);
+        assert_eq!(object, json!({ "spec": {} }));
+        assert_eq!(
+            messages(&schema, &object)[0],
+            "<nil>: Invalid value: \"\": \"spec\" must validate at least one schema (anyOf)"
+        );
     }
 }

@@ -12,7 +12,7 @@ pub const ORPHAN: &str = "orphan";
 /// What the graph knows of one object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
-    /// Index of its resource in the collector's list of watched resources.
+    /// Index of its resource in the collector's `Resources`, stable while the collector runs.
     pub resource: usize,
     pub namespace: Option<String>,
     pub name: String,

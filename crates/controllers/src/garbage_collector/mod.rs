@@ -1,15 +1,18 @@
 //! The garbage collector: deletes objects whose owners are gone (background), deletes the
 //! dependents of an owner being deleted in the foreground before letting it go, and frees the
 //! dependents of an owner deleted with `orphan`. It watches every resource of the catalogue and
-//! keeps only the ownership graph.
+//! every resource CRDs serve (rediscovered when a CRD changes, and periodically, as upstream
+//! resyncs its monitors), and keeps only the ownership graph.
 
 pub mod graph;
+pub mod resources;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use futures::stream::{AbortHandle, BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
@@ -22,58 +25,43 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use graph::{FOREGROUND, Graph, Node, ORPHAN, OwnerState, Step};
+use resources::{Resources, Watched};
 
 /// How long the collector waits for every informer's first list before acting anyway: a
 /// resource that cannot be watched must not stop collection of all the others.
 const SYNC_GRACE: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(2);
-
-/// Every resource that holds objects, once per storage location.
-pub fn watched_resources() -> Vec<&'static r8s_api::Resource> {
-    let mut seen = HashSet::new();
-    r8s_api::catalogue()
-        .iter()
-        .filter(|r| {
-            ["list", "watch", "delete", "patch"]
-                .iter()
-                .all(|v| r.verbs.contains(v))
-        })
-        .filter(|r| seen.insert(r.storage_prefix()))
-        .collect()
-}
-
-fn api_resource(r: &r8s_api::Resource) -> ApiResource {
-    ApiResource {
-        group: r.group.to_owned(),
-        version: r.version.to_owned(),
-        api_version: r.api_version(),
-        kind: r.kind.to_owned(),
-        plural: r.plural.to_owned(),
-    }
-}
+/// How often the served resources are rediscovered even without a CRD event, as upstream.
+const REDISCOVERY: Duration = Duration::from_secs(30);
 
 struct Collector {
     client: Client,
-    resources: Vec<&'static r8s_api::Resource>,
+    resources: Resources,
     graph: Graph,
 }
 
 impl Collector {
-    fn api(&self, resource: &r8s_api::Resource, namespace: Option<&str>) -> Api<DynamicObject> {
-        let ar = api_resource(resource);
+    fn api(&self, resource: &Watched, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace.filter(|_| resource.namespaced) {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
-            None => Api::all_with(self.client.clone(), &ar),
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource.api),
+            None => Api::all_with(self.client.clone(), &resource.api),
         }
     }
 
     fn node_api(&self, node: &Node) -> Api<DynamicObject> {
-        self.api(self.resources[node.resource], node.namespace.as_deref())
+        self.api(self.resources.get(node.resource), node.namespace.as_deref())
+    }
+
+    /// Asks the API server which resources CRDs serve now.
+    async fn rediscover(&mut self) -> Result<(), kube::Error> {
+        let list = self.client.list_api_groups_aggregated().await?;
+        self.resources.update(resources::discovered(&list));
+        Ok(())
     }
 
     /// Resolves an owner the graph does not know with a live read, as upstream does, so a
     /// lagging informer never makes the collector delete a dependent of a living owner.
-    async fn resolve(&self, node: &Node, reference: &OwnerReference) -> OwnerState {
+    async fn resolve(&mut self, node: &Node, reference: &OwnerReference) -> OwnerState {
         let state = graph::owner_state(&self.graph, reference);
         if state != OwnerState::Unknown {
             return state;
@@ -82,20 +70,26 @@ impl Collector {
             Some((g, v)) => (g, v),
             None => ("", reference.api_version.as_str()),
         };
-        let candidates: Vec<&r8s_api::Resource> = r8s_api::catalogue()
-            .iter()
-            .filter(|r| r.group == group && r.kind == reference.kind)
-            .collect();
-        let Some(resource) = candidates
-            .iter()
-            .find(|r| r.version == version)
-            .or(candidates.first())
-        else {
+        let mut resource = self
+            .resources
+            .owner_resource(group, version, &reference.kind);
+        if resource.is_none() {
+            // A kind served since the last discovery (a CRD just established) must be found.
+            if let Err(error) = self.rediscover().await {
+                tracing::warn!(%error, "garbage collector discovery");
+                // Unsure: keep the dependent.
+                return OwnerState::Solid;
+            }
+            resource = self
+                .resources
+                .owner_resource(group, version, &reference.kind);
+        }
+        let Some(resource) = resource else {
             // A kind this server does not serve cannot exist: upstream treats it as absent.
             return OwnerState::Dangling;
         };
         match self
-            .api(resource, node.namespace.as_deref())
+            .api(&resource, node.namespace.as_deref())
             .get_opt(&reference.name)
             .await
         {
@@ -108,7 +102,7 @@ impl Collector {
         }
     }
 
-    async fn process(&self, uid: &str) -> Result<(), kube::Error> {
+    async fn process(&mut self, uid: &str) -> Result<(), kube::Error> {
         let Some(node) = self.graph.get(uid).cloned() else {
             return Ok(());
         };
@@ -205,36 +199,174 @@ type Tagged = (
     Result<watcher::Event<PartialObjectMeta<DynamicObject>>, watcher::Error>,
 );
 
+/// The collector's informers (upstream's monitors), one per served resource, and its queue.
+#[derive(Default)]
+struct Monitors {
+    events: SelectAll<BoxStream<'static, Tagged>>,
+    /// Each running informer with the resource it watches, to stop it or restart it at
+    /// another version.
+    running: HashMap<usize, (ApiResource, AbortHandle)>,
+    unsynced: HashSet<usize>,
+    relisting: HashMap<usize, HashSet<String>>,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    /// The index of CustomResourceDefinitions: their changes change the served resources.
+    crds: Option<usize>,
+    /// The served resources may have changed: a CRD changed, or the periodic resync is due.
+    rediscover: bool,
+}
+
+impl Monitors {
+    fn enqueue(&mut self, uids: impl IntoIterator<Item = String>) {
+        for uid in uids {
+            if self.queued.insert(uid.clone()) {
+                self.queue.push_back(uid);
+            }
+        }
+    }
+
+    /// Starts an informer for each served resource without one (or watching another version)
+    /// and stops those of resources no longer served, forgetting their objects: they went with
+    /// their CRD, and their dependents are looked at again.
+    fn sync(&mut self, client: &Client, resources: &Resources, graph: &mut Graph) {
+        let served: HashMap<usize, &Watched> = resources.served().collect();
+        let gone: Vec<usize> = self
+            .running
+            .keys()
+            .filter(|i| !served.contains_key(i))
+            .copied()
+            .collect();
+        for i in gone {
+            if let Some((api, handle)) = self.running.remove(&i) {
+                handle.abort();
+                tracing::info!(
+                    resource = api.plural,
+                    group = api.group,
+                    "garbage collector stops watching"
+                );
+            }
+            self.unsynced.remove(&i);
+            self.relisting.remove(&i);
+            let touched: Vec<String> = graph
+                .uids_of(i)
+                .into_iter()
+                .flat_map(|uid| graph.remove(&uid))
+                .collect();
+            self.enqueue(touched);
+        }
+        for (i, resource) in served {
+            if self
+                .running
+                .get(&i)
+                .is_some_and(|(api, _)| *api == resource.api)
+            {
+                continue;
+            }
+            if let Some((_, handle)) = self.running.remove(&i) {
+                handle.abort();
+            }
+            // Metadata alone, as upstream's garbage collector watches: owners and finalizers
+            // are all it reads, and specs and statuses are most of every object.
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::all_with(client.clone(), &resource.api);
+            let (stream, handle) = futures::stream::abortable(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .map(move |event| (i, event)),
+            );
+            self.events.push(stream.boxed());
+            self.running.insert(i, (resource.api.clone(), handle));
+            self.unsynced.insert(i);
+        }
+    }
+
+    fn apply(&mut self, graph: &mut Graph, (resource, event): Tagged) {
+        if self.crds == Some(resource)
+            && matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            )
+        {
+            self.rediscover = true;
+        }
+        let touched = match event {
+            Err(error) => {
+                tracing::debug!(%error, resource, "garbage collector informer");
+                return;
+            }
+            Ok(watcher::Event::Init) => {
+                self.relisting.insert(resource, HashSet::new());
+                return;
+            }
+            Ok(watcher::Event::InitApply(object)) => {
+                if let Some(node) = Node::from_meta(resource, &object.metadata) {
+                    self.relisting
+                        .entry(resource)
+                        .or_default()
+                        .insert(node.uid.clone());
+                    graph.upsert(node)
+                } else {
+                    return;
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                self.unsynced.remove(&resource);
+                let seen = self.relisting.remove(&resource).unwrap_or_default();
+                graph
+                    .uids_of(resource)
+                    .into_iter()
+                    .filter(|uid| !seen.contains(uid))
+                    .flat_map(|uid| graph.remove(&uid))
+                    .collect()
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                match Node::from_meta(resource, &object.metadata) {
+                    Some(node) => graph.upsert(node),
+                    None => return,
+                }
+            }
+            Ok(watcher::Event::Delete(object)) => match object.metadata.uid.as_deref() {
+                Some(uid) => graph.remove(uid),
+                None => return,
+            },
+        };
+        self.enqueue(touched);
+    }
+}
+
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let resources = watched_resources();
-    let streams = resources.iter().enumerate().map(|(i, r)| {
-        // Metadata alone, as upstream's garbage collector watches: owners and finalizers are all
-        // it reads, and specs and statuses are most of every object.
-        let api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::all_with(client.clone(), &api_resource(r));
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |event| (i, event))
-            .boxed()
-    });
-    let mut events = futures::stream::select_all(streams);
     let mut collector = Collector {
-        client,
+        client: client.clone(),
         graph: Graph::default(),
-        resources,
+        resources: Resources::default(),
     };
-    let mut unsynced: HashSet<usize> = (0..collector.resources.len()).collect();
-    let mut relisting: HashMap<usize, HashSet<String>> = HashMap::new();
-    let mut queue: VecDeque<String> = VecDeque::new();
-    let mut queued: HashSet<String> = HashSet::new();
+    let mut monitors = Monitors {
+        crds: collector
+            .resources
+            .index_of("apiextensions.k8s.io", "customresourcedefinitions"),
+        ..Default::default()
+    };
+    if let Err(error) = collector.rediscover().await {
+        tracing::warn!(%error, "garbage collector discovery; watching built-in resources only for now");
+    }
+    monitors.sync(&client, &collector.resources, &mut collector.graph);
     let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let grace = tokio::time::sleep(SYNC_GRACE);
     tokio::pin!(grace);
     let mut grace_over = false;
+    let mut rediscovery =
+        tokio::time::interval_at(tokio::time::Instant::now() + REDISCOVERY, REDISCOVERY);
+    rediscovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let synced = unsynced.is_empty() || grace_over;
-        if synced && let Some(uid) = queue.pop_front() {
-            queued.remove(&uid);
+        if std::mem::take(&mut monitors.rediscover) {
+            if let Err(error) = collector.rediscover().await {
+                tracing::warn!(%error, "garbage collector discovery");
+            }
+            monitors.sync(&client, &collector.resources, &mut collector.graph);
+        }
+        let synced = monitors.unsynced.is_empty() || grace_over;
+        if synced && let Some(uid) = monitors.queue.pop_front() {
+            monitors.queued.remove(&uid);
             if let Err(error) = collector.process(&uid).await {
                 tracing::warn!(%error, uid, "garbage collector");
                 let tx = retry_tx.clone();
@@ -243,95 +375,37 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     let _ = tx.send(uid);
                 });
             }
+            // Resolving an owner may have rediscovered the served resources.
+            monitors.sync(&client, &collector.resources, &mut collector.graph);
             // Take in what arrived meanwhile before the next item.
-            while let Some(Some(tagged)) = events.next().now_or_never() {
-                apply(
-                    &mut collector.graph,
-                    tagged,
-                    &mut unsynced,
-                    &mut relisting,
-                    &mut queue,
-                    &mut queued,
-                );
+            while let Some(Some(tagged)) = monitors.events.next().now_or_never() {
+                monitors.apply(&mut collector.graph, tagged);
             }
             continue;
         }
         let tagged: Tagged = tokio::select! {
-            Some(tagged) = events.next() => tagged,
+            Some(tagged) = monitors.events.next() => tagged,
             Some(uid) = retry_rx.recv() => {
-                if queued.insert(uid.clone()) { queue.push_back(uid); }
+                monitors.enqueue([uid]);
+                continue;
+            }
+            _ = rediscovery.tick() => {
+                monitors.rediscover = true;
                 continue;
             }
             () = &mut grace, if !grace_over => {
                 grace_over = true;
-                if !unsynced.is_empty() {
-                    let names: Vec<&str> = unsynced.iter().map(|i| collector.resources[*i].plural).collect();
+                if !monitors.unsynced.is_empty() {
+                    let names: Vec<&str> = monitors
+                        .unsynced
+                        .iter()
+                        .map(|i| collector.resources.get(*i).api.plural.as_str())
+                        .collect();
                     tracing::warn!(?names, "garbage collector runs before these informers synced");
                 }
                 continue;
             }
         };
-        apply(
-            &mut collector.graph,
-            tagged,
-            &mut unsynced,
-            &mut relisting,
-            &mut queue,
-            &mut queued,
-        );
-    }
-}
-
-fn apply(
-    graph: &mut Graph,
-    (resource, event): Tagged,
-    unsynced: &mut HashSet<usize>,
-    relisting: &mut HashMap<usize, HashSet<String>>,
-    queue: &mut VecDeque<String>,
-    queued: &mut HashSet<String>,
-) {
-    let touched = match event {
-        Err(error) => {
-            tracing::debug!(%error, resource, "garbage collector informer");
-            return;
-        }
-        Ok(watcher::Event::Init) => {
-            relisting.insert(resource, HashSet::new());
-            return;
-        }
-        Ok(watcher::Event::InitApply(object)) => {
-            if let Some(node) = Node::from_meta(resource, &object.metadata) {
-                relisting
-                    .entry(resource)
-                    .or_default()
-                    .insert(node.uid.clone());
-                graph.upsert(node)
-            } else {
-                return;
-            }
-        }
-        Ok(watcher::Event::InitDone) => {
-            unsynced.remove(&resource);
-            let seen = relisting.remove(&resource).unwrap_or_default();
-            graph
-                .uids_of(resource)
-                .into_iter()
-                .filter(|uid| !seen.contains(uid))
-                .flat_map(|uid| graph.remove(&uid))
-                .collect()
-        }
-        Ok(watcher::Event::Apply(object)) => match Node::from_meta(resource, &object.metadata) {
-            Some(node) => graph.upsert(node),
-            None => return,
-        },
-        Ok(watcher::Event::Delete(object)) => match object.metadata.uid.as_deref() {
-            Some(uid) => graph.remove(uid),
-            None => return,
-        },
-    };
-    for uid in touched {
-        if queued.insert(uid.clone()) {
-            queue.push_back(uid);
-        }
+        monitors.apply(&mut collector.graph, tagged);
     }
 }
