@@ -10,8 +10,11 @@
 //! A webhook's `matchConditions` (CEL over `object`, `oldObject` and `request`) must all hold
 //! for it to be called; one that fails to evaluate follows the webhook's `failurePolicy`.
 //!
-//! Not done as upstream: `reinvocationPolicy: IfNeeded` is treated as `Never` (no second round
-//! after later mutations), and match conditions have no `authorizer` variable yet.
+//! A mutating webhook with `reinvocationPolicy: IfNeeded` is called once more, after all the
+//! others, when a later webhook changed the object after it was called.
+//!
+//! Not done as upstream: match conditions have no `authorizer` variable yet, and the in-tree
+//! mutating plugins are not run again when a reinvoked webhook changes the object.
 
 mod client;
 mod matching;
@@ -70,6 +73,8 @@ pub struct Hook {
     pub namespace_selector: Value,
     pub object_selector: Value,
     pub match_conditions: Value,
+    /// `reinvocationPolicy: IfNeeded` (mutating webhooks).
+    pub reinvoke: bool,
     /// `failurePolicy: Ignore`; the default, Fail, refuses the request when the call fails.
     pub ignore_failures: bool,
     pub side_effects: Option<String>,
@@ -98,6 +103,7 @@ impl Hook {
             namespace_selector: spec["namespaceSelector"].clone(),
             object_selector: spec["objectSelector"].clone(),
             match_conditions: spec["matchConditions"].clone(),
+            reinvoke: spec["reinvocationPolicy"] == "IfNeeded",
             ignore_failures: spec["failurePolicy"] == "Ignore",
             side_effects: spec["sideEffects"].as_str().map(str::to_owned),
             timeout: Duration::from_secs(
@@ -431,45 +437,68 @@ async fn mutate(
     if matching::is_exempt(request.resource) {
         return Ok(());
     }
-    for hook in hooks(registry, "mutatingwebhookconfigurations").await? {
-        let current = object.as_deref();
-        let Some(invocation) = should_call(registry, &hook, request, current).await? else {
-            continue;
-        };
-        let response = match call(registry, &hook, &invocation, request, current, true).await {
-            Ok(response) => response,
-            Err(failure) => match failure.into_error(&hook) {
-                Some(error) => return Err(error),
-                None => continue,
-            },
-        };
-        let Some((patch, patch_type)) = response.patch else {
-            continue;
-        };
-        let Some(object) = object.as_deref_mut() else {
-            let empty = serde_json::from_slice::<json_patch::Patch>(&patch)
-                .is_ok_and(|ops| ops.0.is_empty());
-            if empty {
-                continue;
-            }
-            return Err(internal_error(format!(
-                "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
-                hook.name
-            )));
-        };
-        let mut invoked = as_invoked(request, &invocation, object);
-        match review::apply_patch(&mut invoked, &patch, &patch_type) {
-            Ok(false) => {}
-            Ok(true) => *object = as_requested(request, &invocation, invoked),
-            Err(PatchError::NotApplicable(why)) => return Err(internal_error(why)),
-            Err(PatchError::Undecodable(why)) => {
-                if let Some(error) = Failure::Calling(why).into_error(&hook) {
-                    return Err(error);
-                }
-            }
+    let hooks = hooks(registry, "mutatingwebhookconfigurations").await?;
+    // IfNeeded webhooks that were called, with the object as they left it.
+    let mut reinvocable = Vec::new();
+    for hook in &hooks {
+        let called = mutate_once(registry, hook, request, object.as_deref_mut()).await?;
+        if called && hook.reinvoke {
+            reinvocable.push((hook, object.as_deref().cloned()));
+        }
+    }
+    for (hook, left) in reinvocable {
+        if object.as_deref() != left.as_ref() {
+            mutate_once(registry, hook, request, object.as_deref_mut()).await?;
         }
     }
     Ok(())
+}
+
+/// Calls one mutating webhook if it selects the request and applies its patch; whether it was
+/// called.
+async fn mutate_once(
+    registry: &Registry,
+    hook: &Hook,
+    request: &Request<'_>,
+    object: Option<&mut Value>,
+) -> Result<bool, ApiError> {
+    let current = object.as_deref();
+    let Some(invocation) = should_call(registry, hook, request, current).await? else {
+        return Ok(false);
+    };
+    let response = match call(registry, hook, &invocation, request, current, true).await {
+        Ok(response) => response,
+        Err(failure) => match failure.into_error(hook) {
+            Some(error) => return Err(error),
+            None => return Ok(true),
+        },
+    };
+    let Some((patch, patch_type)) = response.patch else {
+        return Ok(true);
+    };
+    let Some(object) = object else {
+        let empty =
+            serde_json::from_slice::<json_patch::Patch>(&patch).is_ok_and(|ops| ops.0.is_empty());
+        if empty {
+            return Ok(true);
+        }
+        return Err(internal_error(format!(
+            "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
+            hook.name
+        )));
+    };
+    let mut invoked = as_invoked(request, &invocation, object);
+    match review::apply_patch(&mut invoked, &patch, &patch_type) {
+        Ok(false) => {}
+        Ok(true) => *object = as_requested(request, &invocation, invoked),
+        Err(PatchError::NotApplicable(why)) => return Err(internal_error(why)),
+        Err(PatchError::Undecodable(why)) => {
+            if let Some(error) = Failure::Calling(why).into_error(hook) {
+                return Err(error);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The validating webhooks, all at once; the first refusal is the answer.

@@ -159,6 +159,21 @@ fn decide(path: &str, request: &Value) -> Value {
                 "patch": B64.encode(patch.to_string()),
             })
         }
+        "/mutate-copy" => {
+            // Copies the label the /mutate webhook sets, so its answer depends on running after it.
+            let labels = &request["object"]["metadata"]["labels"];
+            let copied = labels["mutated"].as_str().unwrap_or("none");
+            let patch = if labels.is_object() {
+                json!([{ "op": "add", "path": "/metadata/labels/copied", "value": copied }])
+            } else {
+                json!([{ "op": "add", "path": "/metadata/labels", "value": { "copied": copied } }])
+            };
+            json!({
+                "allowed": true,
+                "patchType": "JSONPatch",
+                "patch": B64.encode(patch.to_string()),
+            })
+        }
         _ => json!({ "allowed": true }),
     }
 }
@@ -512,4 +527,38 @@ fn match_conditions_decide_which_requests_reach_the_webhook() {
         let out = create_configmap(&server, &[&format!("any-{attempt}"), "--from-literal=k=v"]);
         stderr(&out).contains("failed to evaluate matchCondition 'broken'")
     });
+}
+
+#[test]
+fn a_webhook_asking_for_reinvocation_sees_the_changes_of_later_webhooks() {
+    let server = TestServer::start();
+    let webhook = WebhookServer::start(decide);
+    // Configurations run in name order: the copier first, then the labeller.
+    server.create_ok(&configuration(
+        "MutatingWebhookConfiguration",
+        "a-copy",
+        json!({
+            "clientConfig": client_config(&webhook, "/mutate-copy"),
+            "reinvocationPolicy": "IfNeeded",
+        }),
+    ));
+    server.create_ok(&configuration(
+        "MutatingWebhookConfiguration",
+        "b-label",
+        json!({ "clientConfig": client_config(&webhook, "/mutate") }),
+    ));
+    let mut attempt = 0;
+    let mut labels = Value::Null;
+    eventually("both webhooks to mutate", || {
+        attempt += 1;
+        let name = format!("cm-{attempt}");
+        let out = create_configmap(&server, &[&name, "--from-literal=k=v"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        labels = server.get_json(&["configmap", &name])["metadata"]["labels"].clone();
+        labels["mutated"] == "yes" && !labels["copied"].is_null()
+    });
+    assert_eq!(
+        labels["copied"], "yes",
+        "the copier was not called again: {labels}"
+    );
 }
