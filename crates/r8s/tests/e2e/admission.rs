@@ -4,22 +4,8 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::TestServer;
 use serde_json::Value;
-
-/// Polls `check` for up to 20 seconds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn exists(server: &TestServer, args: &[&str]) -> bool {
     let mut all = vec!["get"];
@@ -44,10 +30,10 @@ fn refused(server: &TestServer, args: &[&str], yaml: &str) -> String {
 fn a_new_namespace_gets_a_default_service_account_and_the_root_ca() {
     let server = TestServer::start();
     server.kubectl_ok(&["create", "namespace", "team"]);
-    eventually("the default ServiceAccount", || {
+    common::wait_for("the default ServiceAccount", || {
         exists(&server, &["serviceaccount", "default", "-n", "team"])
     });
-    eventually("kube-root-ca.crt", || {
+    common::wait_for("kube-root-ca.crt", || {
         exists(&server, &["configmap", "kube-root-ca.crt", "-n", "team"])
     });
     let map = server.get_json(&["configmap", "kube-root-ca.crt", "-n", "team"]);
@@ -63,10 +49,10 @@ fn a_new_namespace_gets_a_default_service_account_and_the_root_ca() {
     // Deleted, they come back.
     server.kubectl_ok(&["delete", "serviceaccount", "default", "-n", "team"]);
     server.kubectl_ok(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"]);
-    eventually("the default ServiceAccount again", || {
+    common::wait_for("the default ServiceAccount again", || {
         exists(&server, &["serviceaccount", "default", "-n", "team"])
     });
-    eventually("kube-root-ca.crt again", || {
+    common::wait_for("kube-root-ca.crt again", || {
         exists(&server, &["configmap", "kube-root-ca.crt", "-n", "team"])
     });
 }
@@ -152,7 +138,7 @@ fn limit_range_defaults_land_in_pods_and_pods_above_max_are_refused() {
 fn a_pod_quota_refuses_the_pod_past_it_and_describe_shows_usage() {
     let server = TestServer::start();
     server.kubectl_ok(&["create", "quota", "pods", "--hard=pods=2,configmaps=10"]);
-    eventually("the quota's status", || {
+    common::wait_for("the quota's status", || {
         let quota = server.get_json(&["quota", "pods"]);
         quota["status"]["used"]["pods"] == "0"
     });
@@ -185,7 +171,7 @@ fn a_pod_quota_refuses_the_pod_past_it_and_describe_shows_usage() {
 
     // Deleting a pod gives its share back.
     server.kubectl_ok(&["delete", "pod", "one", "--wait=false"]);
-    eventually("the quota to count one pod", || {
+    common::wait_for("the quota to count one pod", || {
         server.get_json(&["quota", "pods"])["status"]["used"]["pods"] == "1"
     });
     server.create_ok(&pod("three", ""));

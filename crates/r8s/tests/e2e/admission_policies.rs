@@ -3,21 +3,8 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::TestServer;
 use serde_json::{Value, json};
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -98,7 +85,7 @@ fn a_bound_policy_denies_a_deployment_with_its_message() {
     server.create_ok(&binding("replicas-binding", "replicas", json!({})));
     let mut attempt = 0;
     let mut said = String::new();
-    eventually("the policy to deny", || {
+    common::wait_for("the policy to deny", || {
         attempt += 1;
         let out = deploy(&server, &format!("single-{attempt}"), "guarded", 1);
         said = text(&out);
@@ -167,7 +154,7 @@ fn parameters_variables_and_warnings() {
     ));
     let mut attempt = 0;
     let mut said = String::new();
-    eventually("the policy to warn", || {
+    common::wait_for("the policy to warn", || {
         attempt += 1;
         let out = deploy(&server, &format!("big-{attempt}"), "guarded", 5);
         said = text(&out);
@@ -184,7 +171,7 @@ fn parameters_variables_and_warnings() {
     );
     // Without its parameters, a binding with parameterNotFoundAction Deny refuses.
     server.kubectl_ok(&["delete", "configmap", "limits", "-n", "guarded"]);
-    eventually("the missing parameters to deny", || {
+    common::wait_for("the missing parameters to deny", || {
         attempt += 1;
         let out = deploy(&server, &format!("any-{attempt}"), "guarded", 1);
         text(&out)
@@ -201,7 +188,7 @@ fn an_expression_that_fails_follows_the_failure_policy() {
     ));
     server.create_ok(&binding("broken-binding", "broken", json!({})));
     let mut attempt = 0;
-    eventually("the failing policy to deny", || {
+    common::wait_for("the failing policy to deny", || {
         attempt += 1;
         let out = deploy(&server, &format!("d-{attempt}"), "guarded", 1);
         text(&out).contains("expression 'object.spec.nope > 1' resulted in error")
@@ -215,7 +202,7 @@ fn an_expression_that_fails_follows_the_failure_policy() {
         "-p",
         patch,
     ]);
-    eventually("the ignored failure to admit", || {
+    common::wait_for("the ignored failure to admit", || {
         attempt += 1;
         deploy(&server, &format!("d-{attempt}"), "guarded", 1)
             .status

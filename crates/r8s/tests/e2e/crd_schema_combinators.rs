@@ -47,14 +47,7 @@ fn backup(name: &str, spec: &str) -> String {
 
 fn with_crd() -> TestServer {
     let server = TestServer::start();
-    let out = server.kubectl_input(&["apply", "-f", "-"], CRD);
-    assert!(out.status.success(), "apply CRD: {}", text(&out));
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/backups.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(CRD, "backups.example.com");
     server
 }
 

@@ -59,14 +59,7 @@ fn crontab(name: &str, spec: &str) -> String {
 
 fn with_crd() -> TestServer {
     let server = TestServer::start();
-    let out = server.kubectl_input(&["apply", "-f", "-"], CRD);
-    assert!(out.status.success(), "apply CRD: {}", text(&out));
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/crontabs.stable.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(CRD, "crontabs.stable.example.com");
     server
 }
 

@@ -31,13 +31,7 @@ fn apply_ok(server: &TestServer, yaml: &str) {
 
 fn with_crd(storage: &str) -> TestServer {
     let server = TestServer::start();
-    apply_ok(&server, &crd(storage));
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/gadgets.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(&crd(storage), "gadgets.example.com");
     server
 }
 

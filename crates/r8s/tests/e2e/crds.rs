@@ -74,18 +74,7 @@ fn widget(name: &str, spec: &str) -> String {
 /// A server with the widgets CRD applied and established.
 fn with_crd() -> TestServer {
     let server = TestServer::start();
-    let out = server.kubectl_input(&["apply", "-f", "-"], CRD);
-    assert!(
-        out.status.success(),
-        "apply CRD: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(CRD, "widgets.example.com");
     server
 }
 
@@ -298,13 +287,7 @@ fn deleting_the_crd_removes_its_instances_and_its_resource() {
         text(&out)
     );
     // Recreated, the CRD starts empty: the old instances went with it.
-    apply_ok(&server, CRD);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(CRD, "widgets.example.com");
     let out = server.kubectl_ok(&["get", "widgets", "-o", "name"]);
     assert_eq!(out.trim(), "");
 }

@@ -33,18 +33,7 @@ spec:
 /// A server with the gadgets CRD applied and established.
 fn with_crd() -> TestServer {
     let server = TestServer::start();
-    let out = server.kubectl_input(&["apply", "-f", "-"], CRD);
-    assert!(
-        out.status.success(),
-        "apply CRD: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/gadgets.gc.example.com",
-        "--timeout=30s",
-    ]);
+    server.apply_crd(CRD, "gadgets.gc.example.com");
     server
 }
 

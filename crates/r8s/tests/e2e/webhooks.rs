@@ -6,7 +6,6 @@ use crate::common;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,17 +18,6 @@ use serde_json::{Value, json};
 
 /// Polls `check` for up to 20 seconds: configurations reach the server's watch cache a moment
 /// after they are created.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// What the test webhook answers: the `response` of an AdmissionReview, less its uid.
 type Decide = fn(&str, &Value) -> Value;
 
@@ -236,7 +224,7 @@ fn validating_webhook_denial_reaches_kubectl_with_upstreams_text() {
     ));
     let mut refusal = String::new();
     let mut attempt = 0;
-    eventually("the validating webhook to refuse", || {
+    common::wait_for("the validating webhook to refuse", || {
         attempt += 1;
         let name = format!("denied-{attempt}");
         let out = server.create(&labelled_configmap(
@@ -308,7 +296,7 @@ fn validating_webhook_is_asked_about_deletes_with_the_old_object() {
     ));
     let mut refusal = String::new();
     let mut attempt = 0;
-    eventually("the webhook to refuse a delete", || {
+    common::wait_for("the webhook to refuse a delete", || {
         attempt += 1;
         let name = format!("kept-{attempt}");
         server.create_ok(&labelled_configmap(
@@ -352,7 +340,7 @@ fn mutating_webhook_json_patch_labels_the_object() {
         json!({ "clientConfig": client_config(&webhook, "/mutate") }),
     ));
     let mut attempt = 0;
-    eventually("the mutating webhook to label a new ConfigMap", || {
+    common::wait_for("the mutating webhook to label a new ConfigMap", || {
         attempt += 1;
         let name = format!("plain-{attempt}");
         server.kubectl_ok(&["create", "configmap", &name, "--from-literal=k=v"]);
@@ -392,7 +380,7 @@ fn failure_policy_fail_refuses_and_ignore_admits_when_the_webhook_is_down() {
     ));
     let mut refusal = String::new();
     let mut attempt = 0;
-    eventually("the unreachable webhook to fail the request", || {
+    common::wait_for("the unreachable webhook to fail the request", || {
         attempt += 1;
         let out = create_configmap(&server, &[&format!("closed-{attempt}")]);
         refusal = stderr(&out);
@@ -406,7 +394,7 @@ fn failure_policy_fail_refuses_and_ignore_admits_when_the_webhook_is_down() {
     let ignore = configuration("ValidatingWebhookConfiguration", "down", hook("Ignore"));
     let out = server.kubectl_input(&["replace", "-f", "-"], &ignore);
     assert!(out.status.success(), "{}", stderr(&out));
-    eventually("failurePolicy Ignore to let the request through", || {
+    common::wait_for("failurePolicy Ignore to let the request through", || {
         attempt += 1;
         create_configmap(&server, &[&format!("open-{attempt}")])
             .status
@@ -431,7 +419,7 @@ fn namespace_selector_leaves_an_excluded_namespace_alone() {
         }),
     ));
     let mut attempt = 0;
-    eventually("the webhook to refuse in the default namespace", || {
+    common::wait_for("the webhook to refuse in the default namespace", || {
         attempt += 1;
         let name = format!("denied-{attempt}");
         let yaml = labelled_configmap(&name, "default", json!({ "deny": "yes" }));
@@ -459,7 +447,7 @@ fn dry_run_is_refused_by_a_webhook_with_side_effects() {
     ));
     let mut refusal = String::new();
     let mut attempt = 0;
-    eventually("the dry run to be refused", || {
+    common::wait_for("the dry run to be refused", || {
         attempt += 1;
         let name = format!("dry-{attempt}");
         let out = create_configmap(&server, &[&name, "--dry-run=server"]);
@@ -497,7 +485,7 @@ fn match_conditions_decide_which_requests_reach_the_webhook() {
         }),
     ));
     let mut attempt = 0;
-    eventually("the webhook to refuse a checked configmap", || {
+    common::wait_for("the webhook to refuse a checked configmap", || {
         attempt += 1;
         let yaml = labelled_configmap(
             &format!("checked-{attempt}"),
@@ -522,7 +510,7 @@ fn match_conditions_decide_which_requests_reach_the_webhook() {
             "matchConditions": [{ "name": "broken", "expression": "object.nope.deeper == 1" }],
         }),
     ));
-    eventually("the broken condition to refuse", || {
+    common::wait_for("the broken condition to refuse", || {
         attempt += 1;
         let out = create_configmap(&server, &[&format!("any-{attempt}"), "--from-literal=k=v"]);
         stderr(&out).contains("failed to evaluate matchCondition 'broken'")
@@ -549,7 +537,7 @@ fn a_webhook_asking_for_reinvocation_sees_the_changes_of_later_webhooks() {
     ));
     let mut attempt = 0;
     let mut labels = Value::Null;
-    eventually("both webhooks to mutate", || {
+    common::wait_for("both webhooks to mutate", || {
         attempt += 1;
         let name = format!("cm-{attempt}");
         let out = create_configmap(&server, &[&name, "--from-literal=k=v"]);

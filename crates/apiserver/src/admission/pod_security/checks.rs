@@ -171,6 +171,25 @@ fn name(container: &Value) -> String {
     container["name"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The names of the containers (init, regular, ephemeral) for which `bad` holds.
+fn names_where(pod: &Pod, bad: impl Fn(&Value) -> bool) -> Vec<String> {
+    containers(pod).filter(|c| bad(c)).map(name).collect()
+}
+
+/// One violation naming every container for which `bad` holds: `<containers> <must>`.
+fn containers_violating(
+    pod: &Pod,
+    bad: impl Fn(&Value) -> bool,
+    reason: &str,
+    must: &str,
+) -> Option<Violation> {
+    let bad = names_where(pod, bad);
+    if bad.is_empty() {
+        return None;
+    }
+    violation(reason, format!("{} {must}", containers_named(&bad)))
+}
+
 fn join_quote<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
     items
         .into_iter()
@@ -419,19 +438,11 @@ fn host_probes_and_lifecycle(pod: &Pod) -> Option<Violation> {
 }
 
 fn privileged(pod: &Pod) -> Option<Violation> {
-    let bad: Vec<String> = containers(pod)
-        .filter(|c| is_true(&c["securityContext"]["privileged"]))
-        .map(name)
-        .collect();
-    if bad.is_empty() {
-        return None;
-    }
-    violation(
+    containers_violating(
+        pod,
+        |c| is_true(&c["securityContext"]["privileged"]),
         "privileged",
-        format!(
-            "{} must not set securityContext.privileged=true",
-            containers_named(&bad)
-        ),
+        "must not set securityContext.privileged=true",
     )
 }
 
@@ -648,10 +659,9 @@ fn windows_host_process(pod: &Pod) -> Option<Violation> {
     if is_true(&pod.spec["securityContext"]["windowsOptions"]["hostProcess"]) {
         setters.push("pod".to_owned());
     }
-    let bad: Vec<String> = containers(pod)
-        .filter(|c| is_true(&c["securityContext"]["windowsOptions"]["hostProcess"]))
-        .map(name)
-        .collect();
+    let bad = names_where(pod, |c| {
+        is_true(&c["securityContext"]["windowsOptions"]["hostProcess"])
+    });
     if !bad.is_empty() {
         setters.push(containers_named(&bad));
     }
@@ -671,19 +681,11 @@ fn allow_privilege_escalation(pod: &Pod) -> Option<Violation> {
     if is_windows(pod) {
         return None;
     }
-    let bad: Vec<String> = containers(pod)
-        .filter(|c| c["securityContext"]["allowPrivilegeEscalation"] != false)
-        .map(name)
-        .collect();
-    if bad.is_empty() {
-        return None;
-    }
-    violation(
+    containers_violating(
+        pod,
+        |c| c["securityContext"]["allowPrivilegeEscalation"] != false,
         "allowPrivilegeEscalation != false",
-        format!(
-            "{} must set securityContext.allowPrivilegeEscalation=false",
-            containers_named(&bad)
-        ),
+        "must set securityContext.allowPrivilegeEscalation=false",
     )
 }
 
@@ -866,10 +868,7 @@ fn run_as_user(pod: &Pod) -> Option<Violation> {
     if root(&pod.spec["securityContext"]["runAsUser"]) {
         setters.push("pod".to_owned());
     }
-    let bad: Vec<String> = containers(pod)
-        .filter(|c| root(&c["securityContext"]["runAsUser"]))
-        .map(name)
-        .collect();
+    let bad = names_where(pod, |c| root(&c["securityContext"]["runAsUser"]));
     if !bad.is_empty() {
         setters.push(containers_named(&bad));
     }

@@ -249,6 +249,18 @@ impl TestServer {
     }
 
     /// `kubectl get ARGS -o json`, parsed.
+    /// Applies a CustomResourceDefinition and waits until it is Established.
+    pub fn apply_crd(&self, yaml: &str, name: &str) {
+        let out = self.kubectl_input(&["apply", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "apply CRD: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let crd = format!("crd/{name}");
+        self.kubectl_ok(&["wait", "--for=condition=Established", &crd, "--timeout=30s"]);
+    }
+
     pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["get"];
         all.extend_from_slice(args);
@@ -403,6 +415,14 @@ pub fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool)
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     check()
+}
+
+/// Polls `check` for up to 20 seconds, and fails the test naming `what` if it never holds.
+pub fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        eventually(std::time::Duration::from_secs(20), check),
+        "timed out waiting for {what}"
+    );
 }
 
 /// An `r8s sim nodes` process (hollow nodes `hollow-0`, `hollow-1`, …) registered with a test
