@@ -20,6 +20,7 @@ const ATTEMPTS: usize = 256;
 const NODE_PORTS_PREFIX: &str = "/registry/r8s.io/nodeports";
 const IP_ADDRESSES_PREFIX: &str = "/registry/networking.k8s.io/ipaddresses";
 
+#[derive(Clone)]
 pub struct Allocator {
     store: Arc<dyn Store>,
     service_cidr: (Ipv4Addr, u8),

@@ -315,7 +315,7 @@ impl Registry {
                     if options.dry_run {
                         return Ok((kept, marked));
                     }
-                    let (stored, mut marked) = objects::to_store(path.resource, marked)?;
+                    let (stored, mut marked) = self.to_store(path.resource, marked).await?;
                     match self.store.update(&key, stored, revision, None).await {
                         Ok(written) => {
                             objects::set_resource_version(&mut marked, written);

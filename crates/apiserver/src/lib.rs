@@ -93,7 +93,7 @@ impl ApiServer {
             config.service_cidr,
             config.node_port_range.clone(),
         );
-        let cache = cache::WatchCache::new(store.clone());
+        let cache = Arc::new(cache::WatchCache::new(store.clone()));
         let registry = registry::Registry {
             store,
             allocator,

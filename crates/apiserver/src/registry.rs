@@ -27,10 +27,12 @@ use crate::strategic;
 /// How many times a read-modify-write retries after losing a race.
 const MAX_RETRIES: usize = 16;
 
+/// Cheap to clone: a spawned task (a watch converting through a webhook) takes its own.
+#[derive(Clone)]
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub allocator: Allocator,
-    pub cache: WatchCache,
+    pub cache: Arc<WatchCache>,
 }
 
 /// A list's answer: built as a tree, or the watch cache's serialized objects, written out
@@ -145,13 +147,73 @@ impl Registry {
     pub async fn get(&self, path: &ResourcePath, name: &str) -> Result<Value, ApiError> {
         let key = objects::key(path.resource, path.namespace.as_deref(), name);
         match self.store.get(&key).await {
-            Ok(Some(kv)) => objects::decode_as(path.resource, &kv.value, kv.mod_revision),
+            Ok(Some(kv)) => {
+                let object = objects::decode_as(path.resource, &kv.value, kv.mod_revision)?;
+                self.served(path.resource, object).await
+            }
             Ok(None) => Err(ApiError::not_found(Self::subject(path, name))),
             Err(e) => Err(ApiError::from_store(e, Self::subject(path, name))),
         }
     }
 
     pub async fn list(&self, path: &ResourcePath, query: &Query) -> Result<Listing, ApiError> {
+        let listing = self.list_stored(path, query).await?;
+        let resource = path.resource;
+        if !crate::crd::conversion::by_webhook(resource) {
+            return Ok(listing);
+        }
+        // Objects a webhook converts: the whole page in one review.
+        let mut list = listing.into_value();
+        let items = list["items"].take();
+        let items = items.as_array().cloned().unwrap_or_default();
+        let converted =
+            crate::crd::conversion::convert(self, resource, items, &resource.api_version()).await?;
+        list["items"] = Value::Array(converted);
+        Ok(Listing::Value(list))
+    }
+
+    /// An object of `resource` (as the synchronous paths left it) in the version `resource`
+    /// serves, when a conversion webhook has to make it so.
+    pub(crate) async fn served(
+        &self,
+        resource: &Resource,
+        object: Value,
+    ) -> Result<Value, ApiError> {
+        if !crate::crd::conversion::by_webhook(resource) {
+            return Ok(object);
+        }
+        let converted =
+            crate::crd::conversion::convert(self, resource, vec![object], &resource.api_version())
+                .await?;
+        converted
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("conversion lost the object"))
+    }
+
+    /// What a write of `object` through `resource` stores, and the object as its writer then
+    /// sees it: [`objects::to_store`], through the CRD's conversion webhook when it has one.
+    pub(crate) async fn to_store(
+        &self,
+        resource: &Resource,
+        object: Value,
+    ) -> Result<(Bytes, Value), ApiError> {
+        let Some(versions) = crate::crd::conversion::of(resource).filter(|v| v.webhook.is_some())
+        else {
+            return objects::to_store(resource, object);
+        };
+        let stored =
+            crate::crd::conversion::convert(self, resource, vec![object], &versions.storage)
+                .await?;
+        let stored = stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("conversion lost the object"))?;
+        let bytes = objects::encode(&stored)?;
+        Ok((bytes, self.served(resource, stored).await?))
+    }
+
+    async fn list_stored(&self, path: &ResourcePath, query: &Query) -> Result<Listing, ApiError> {
         let resource = path.resource;
         let labels = LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?;
         let fields = FieldSelector::for_kind(
@@ -414,7 +476,7 @@ impl Registry {
             if self.store.get(&key).await.ok().flatten().is_some() {
                 return Err(ApiError::already_exists(Self::subject(path, &name)));
             }
-            let (_, object) = objects::to_store(resource, object)?;
+            let (_, object) = self.to_store(resource, object).await?;
             return Ok((object, warnings));
         }
         let owner = Owner {
@@ -432,7 +494,7 @@ impl Registry {
             .claim(&mut object, &wanted, &[], &owner, resource.kind)
             .await?;
         kind.after_allocation(&mut object);
-        let (stored, mut object) = objects::to_store(resource, object)?;
+        let (stored, mut object) = self.to_store(resource, object).await?;
         let created = self.store.create(&key, stored, None).await;
         let revision = match created {
             Ok(revision) => revision,
@@ -727,7 +789,7 @@ impl Registry {
             admission::prepare_policy(path.resource, path.subresource.as_deref(), &mut updated)?;
             admission::validate(self, &admission, &updated).await?;
             if query.dry_run {
-                return Ok(objects::to_store(path.resource, updated)?.1);
+                return Ok(self.to_store(path.resource, updated).await?.1);
             }
             let old_claims = allocator::held(&kind.allocations(&current), &current);
             if finalized(path.resource, &updated) {
@@ -758,7 +820,7 @@ impl Registry {
                 )
                 .await?;
             kind.after_allocation(&mut updated);
-            let (stored, mut updated) = objects::to_store(path.resource, updated)?;
+            let (stored, mut updated) = self.to_store(path.resource, updated).await?;
             let written = self.store.update(&key, stored, current_rev, None).await;
             match written {
                 Ok(revision) => {

@@ -2,7 +2,6 @@
 //! cache, with selectors applied the way upstream does (an object leaving a selector is
 //! DELETED for that watcher, one entering it is ADDED).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +73,12 @@ pub async fn start(
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = query.allow_watch_bookmarks;
     let resource = path.resource;
-    let shape = Shape { resource, partial };
+    let converter = crate::crd::conversion::by_webhook(resource).then(|| registry.clone());
+    let shape = Shape {
+        resource,
+        partial,
+        converter,
+    };
     let end_bookmark = (send_initial_events == Some(true)).then(|| {
         json!({
             "kind": resource.kind,
@@ -94,11 +98,10 @@ pub async fn start(
         } = subscription;
         let mut last = revision;
         for object in initial.iter().filter(|o| filter.matches(&o.selectable)) {
-            if tx
-                .send(raw_line("ADDED", &shape.json(object)))
-                .await
-                .is_err()
-            {
+            let Some(line) = shape.line("ADDED", object).await else {
+                return;
+            };
+            if tx.send(line).await.is_err() {
                 return;
             }
         }
@@ -108,10 +111,13 @@ pub async fn start(
             return;
         }
         for event in &replay {
-            if let Some(bytes) = translate(event, &filter, &shape)
-                && tx.send(bytes).await.is_err()
-            {
-                return;
+            if let Some(kind) = translate(event, &filter) {
+                let Some(line) = shape.line(kind, &event.object).await else {
+                    return;
+                };
+                if tx.send(line).await.is_err() {
+                    return;
+                }
             }
         }
         let deadline = tokio::time::sleep(timeout);
@@ -141,10 +147,13 @@ pub async fn start(
                 continue;
             }
             last = event.revision;
-            if let Some(bytes) = translate(&event, &filter, &shape)
-                && tx.send(bytes).await.is_err()
-            {
-                return;
+            if let Some(kind) = translate(&event, &filter) {
+                let Some(line) = shape.line(kind, &event.object).await else {
+                    return;
+                };
+                if tx.send(line).await.is_err() {
+                    return;
+                }
             }
         }
     });
@@ -161,33 +170,51 @@ fn raw_line(kind: &str, object_json: &str) -> Bytes {
 struct Shape {
     resource: &'static Resource,
     partial: Option<&'static str>,
+    /// For objects a CRD's conversion webhook converts.
+    converter: Option<Registry>,
 }
 
 impl Shape {
-    fn json(&self, object: &CachedObject) -> Arc<str> {
-        match self.partial {
-            Some(version) => object.partial_json(version),
-            None => object.json_as(self.resource),
-        }
+    /// One event's line; `None` when the object cannot be converted (the watch then ends,
+    /// and the client's re-watch reports the error).
+    async fn line(&self, kind: &str, object: &CachedObject) -> Option<Bytes> {
+        let json = match (self.partial, &self.converter) {
+            (Some(version), _) => object.partial_json(version),
+            (None, None) => object.json_as(self.resource),
+            (None, Some(registry)) => {
+                let converted = registry.served(self.resource, object.value()).await;
+                match converted {
+                    Ok(value) => value.to_string().into(),
+                    Err(e) => {
+                        tracing::warn!(
+                            resource = self.resource.plural,
+                            reason = e.message,
+                            "watch conversion failed"
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(raw_line(kind, &json))
     }
 }
 
-/// A change as one watcher sees it, if it sees it at all.
-fn translate(event: &CachedEvent, filter: &Filter, shape: &Shape) -> Option<Bytes> {
+/// The event type a change is to one watcher, if it sees it at all.
+fn translate(event: &CachedEvent, filter: &Filter) -> Option<&'static str> {
     let was = event
         .previous
         .as_ref()
         .is_some_and(|p| filter.matches(&p.selectable));
-    let line = |kind| raw_line(kind, &shape.json(&event.object));
     match event.kind {
-        EventKind::Delete => was.then(|| line("DELETED")),
+        EventKind::Delete => was.then_some("DELETED"),
         EventKind::Put => {
             let is = filter.matches(&event.object.selectable);
             let created = event.previous.is_none();
             match (created, was, is) {
-                (_, false, true) => Some(line("ADDED")),
-                (false, true, true) => Some(line("MODIFIED")),
-                (false, true, false) => Some(line("DELETED")),
+                (_, false, true) => Some("ADDED"),
+                (false, true, true) => Some("MODIFIED"),
+                (false, true, false) => Some("DELETED"),
                 _ => None,
             }
         }

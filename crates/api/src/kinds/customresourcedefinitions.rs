@@ -96,12 +96,7 @@ impl Kind for CustomResourceDefinitions {
                 ),
             )),
         }
-        if spec["conversion"]["strategy"] == "Webhook" {
-            errors.push((
-                "spec.conversion.strategy".into(),
-                "Unsupported value: \"Webhook\": conversion webhooks are not built in r8s; use \"None\"".into(),
-            ));
-        }
+        errors.extend(conversion_errors(&spec["conversion"]));
         let versions = spec["versions"]
             .as_array()
             .map(Vec::as_slice)
@@ -189,6 +184,58 @@ pub fn now_rfc3339() -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// Upstream's checks of `spec.conversion`: a webhook exactly when the strategy is Webhook,
+/// with somewhere to call and a review version the server speaks.
+fn conversion_errors(conversion: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let webhook = &conversion["webhook"];
+    match conversion["strategy"].as_str() {
+        None | Some("None") => {
+            if !webhook.is_null() {
+                errors.push((
+                    "spec.conversion.webhook".into(),
+                    "Forbidden: should not be set when strategy is not set to Webhook".into(),
+                ));
+            }
+        }
+        Some("Webhook") => {
+            if !webhook.is_object() {
+                errors.push((
+                    "spec.conversion.webhook".into(),
+                    "Required value: required when strategy is set to Webhook".into(),
+                ));
+                return errors;
+            }
+            let config = &webhook["clientConfig"];
+            if config["url"].is_null() == config["service"].is_null() {
+                errors.push((
+                    "spec.conversion.webhook.clientConfig".into(),
+                    "Required value: exactly one of url or service is required".into(),
+                ));
+            }
+            let versions: Vec<&str> = webhook["conversionReviewVersions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !versions.iter().any(|v| matches!(*v, "v1" | "v1beta1")) {
+                errors.push((
+                    "spec.conversion.webhook.conversionReviewVersions".into(),
+                    format!(
+                        "Invalid value: {versions:?}: must include at least one of v1, v1beta1"
+                    ),
+                ));
+            }
+        }
+        Some(other) => errors.push((
+            "spec.conversion.strategy".into(),
+            format!("Unsupported value: {other:?}: supported values: \"None\", \"Webhook\""),
+        )),
+    }
+    errors
 }
 
 fn is_dns_label(text: &str) -> bool {
@@ -679,5 +726,38 @@ mod tests {
         );
         assert_eq!(object["metadata"]["finalizers"], json!([CLEANUP_FINALIZER]));
         assert_eq!(object["status"]["conditions"][0]["type"], "Terminating");
+    }
+
+    #[test]
+    fn a_webhook_conversion_needs_a_webhook_it_can_call() {
+        let paths = |conversion: Value| -> Vec<String> {
+            conversion_errors(&conversion)
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert!(paths(json!({ "strategy": "None" })).is_empty());
+        assert_eq!(
+            paths(json!({ "strategy": "Webhook" })),
+            ["spec.conversion.webhook"]
+        );
+        let ok = json!({ "strategy": "Webhook", "webhook": {
+            "conversionReviewVersions": ["v1"], "clientConfig": { "url": "https://x/convert" } } });
+        assert!(paths(ok).is_empty());
+        let old_only = json!({ "strategy": "Webhook", "webhook": {
+            "conversionReviewVersions": ["v0"], "clientConfig": { "url": "https://x/convert" } } });
+        assert_eq!(
+            paths(old_only),
+            ["spec.conversion.webhook.conversionReviewVersions"]
+        );
+        let nowhere =
+            json!({ "strategy": "Webhook", "webhook": { "conversionReviewVersions": ["v1"] } });
+        assert_eq!(paths(nowhere), ["spec.conversion.webhook.clientConfig"]);
+        assert_eq!(
+            paths(json!({ "strategy": "Magic" })),
+            ["spec.conversion.strategy"]
+        );
+        let stray = json!({ "strategy": "None", "webhook": {} });
+        assert_eq!(paths(stray), ["spec.conversion.webhook"]);
     }
 }

@@ -20,6 +20,7 @@ use crate::objects;
 use crate::registry::Registry;
 use crate::status::ApiError;
 pub use webhook::collect_warnings;
+pub(crate) use webhook::convert_review;
 
 /// What the server itself does to a ValidatingAdmissionPolicy being written: its expressions
 /// must compile, and its status records their type checking.

@@ -161,6 +161,20 @@ impl<'a> From<&'a Attributes<'a>> for Request<'a> {
     }
 }
 
+/// Sends a ConversionReview to a CRD's conversion webhook and answers its reply.
+pub(crate) async fn convert_review(
+    registry: &Registry,
+    crd: &str,
+    client_config: &Value,
+    review: &Value,
+) -> Result<Value, String> {
+    let hook = Hook::parse(
+        crd,
+        &json!({ "name": crd, "clientConfig": client_config, "timeoutSeconds": 30 }),
+    );
+    client::post(registry, &hook, review).await
+}
+
 /// Upstream's `NewInternalError`: 500 `Internal error occurred: <why>`.
 fn internal_error(why: String) -> ApiError {
     ApiError {

@@ -114,11 +114,19 @@ async fn answer(
     recorded.lock().unwrap().push(review.clone());
     let mut response = decide(&path, &review["request"]);
     response["uid"] = review["request"]["uid"].clone();
-    let answer = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": response,
-    });
+    // A ConversionReview is answered as one; everything else is admission.
+    let answer = match review["kind"].as_str() {
+        Some("ConversionReview") => json!({
+            "apiVersion": review["apiVersion"],
+            "kind": "ConversionReview",
+            "response": response,
+        }),
+        _ => json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": response,
+        }),
+    };
     Ok(Response::new(Full::new(Bytes::from(answer.to_string()))))
 }
 
@@ -161,6 +169,29 @@ fn decide(path: &str, request: &Value) -> Value {
                 "patchType": "JSONPatch",
                 "patch": B64.encode(patch.to_string()),
             })
+        }
+        "/convert" => {
+            // Gadgets: v1 has spec.size, v1beta1 calls it spec.dimension.
+            let desired = request["desiredAPIVersion"].as_str().unwrap_or_default();
+            let converted: Vec<Value> = request["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|object| {
+                    let mut object = object.clone();
+                    let spec = object["spec"].as_object_mut().unwrap();
+                    let (from, to) = match desired {
+                        "example.com/v1beta1" => ("size", "dimension"),
+                        _ => ("dimension", "size"),
+                    };
+                    if let Some(value) = spec.remove(from) {
+                        spec.insert(to.to_owned(), value);
+                    }
+                    object["apiVersion"] = json!(desired);
+                    object
+                })
+                .collect();
+            json!({ "result": { "status": "Success" }, "convertedObjects": converted })
         }
         _ => json!({ "allowed": true }),
     }
@@ -548,5 +579,73 @@ fn a_webhook_asking_for_reinvocation_sees_the_changes_of_later_webhooks() {
     assert_eq!(
         labels["copied"], "yes",
         "the copier was not called again: {labels}"
+    );
+}
+
+#[test]
+fn a_conversion_webhook_converts_custom_resources_between_versions() {
+    let server = TestServer::start();
+    let webhook = WebhookServer::start(decide);
+    let version = |name: &str, storage: bool, field: &str| {
+        json!({
+            "name": name, "served": true, "storage": storage,
+            "schema": { "openAPIV3Schema": { "type": "object", "properties": {
+                "spec": { "type": "object", "properties": { field: { "type": "string" } } },
+            } } },
+        })
+    };
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": "gadgets.example.com" },
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": { "plural": "gadgets", "singular": "gadget", "kind": "Gadget" },
+            "conversion": { "strategy": "Webhook", "webhook": {
+                "conversionReviewVersions": ["v1"],
+                "clientConfig": client_config(&webhook, "/convert"),
+            } },
+            "versions": [version("v1", true, "size"), version("v1beta1", false, "dimension")],
+        },
+    });
+    server.apply_crd(&crd.to_string(), "gadgets.example.com");
+    let gadget = json!({
+        "apiVersion": "example.com/v1beta1", "kind": "Gadget",
+        "metadata": { "name": "g", "namespace": "default" },
+        "spec": { "dimension": "large" },
+    });
+    server.create_ok(&gadget.to_string());
+    // Stored in v1 through the webhook, and served in each version.
+    let v1 = server.get_json(&["gadgets.v1.example.com", "g"]);
+    assert_eq!(v1["apiVersion"], "example.com/v1");
+    assert_eq!(v1["spec"], json!({ "size": "large" }));
+    let beta = server.get_json(&["gadgets.v1beta1.example.com", "g"]);
+    assert_eq!(beta["spec"], json!({ "dimension": "large" }));
+    let listed = server.get_json(&["gadgets.v1beta1.example.com"]);
+    assert_eq!(listed["items"][0]["apiVersion"], "example.com/v1beta1");
+    assert_eq!(listed["items"][0]["spec"], json!({ "dimension": "large" }));
+    let watched = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1beta1/namespaces/default/gadgets?watch=true&timeoutSeconds=2",
+    ]);
+    let event: Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["spec"], json!({ "dimension": "large" }));
+    let reviews = webhook.reviews();
+    assert!(
+        reviews.iter().any(|r| r["kind"] == "ConversionReview"
+            && r["request"]["desiredAPIVersion"] == "example.com/v1"),
+        "the write was converted to the storage version by the webhook"
+    );
+    // A webhook that is gone fails the read rather than serving the wrong version.
+    drop(webhook);
+    let out = server.kubectl(&["get", "gadgets.v1beta1.example.com", "g"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("conversion webhook for gadgets.example.com failed"),
+        "{}",
+        stderr(&out)
     );
 }
