@@ -98,6 +98,7 @@ impl ApiServer {
             store,
             allocator,
             cache,
+            authorizer: Default::default(),
         };
         bootstrap::ensure(&registry, &config)
             .await
@@ -116,9 +117,12 @@ impl ApiServer {
         }
         // CRDs established before a restart are served from the first request.
         crd::catalogue::install(&crd::status::all(&registry).await);
-        let authorizer = authz::Authorizer::new(&registry.cache)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?;
+        let authorizer = Arc::new(
+            authz::Authorizer::new(&registry.cache)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the RBAC objects: {e}"))?,
+        );
+        let _ = registry.authorizer.set(authorizer.clone());
         // The CA follows the serving certificate so joining agents can find it (and check it
         // against their pinned hash) in the handshake.
         let chain = format!("{}\n{}", config.cert_pem.trim_end(), config.ca_pem);

@@ -33,6 +33,9 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     pub allocator: Allocator,
     pub cache: Arc<WatchCache>,
+    /// The server's authorizer, for admission's CEL `authorizer` (set once it is built, after
+    /// the caches it reads).
+    pub authorizer: Arc<std::sync::OnceLock<Arc<crate::authz::Authorizer>>>,
 }
 
 /// A list's answer: built as a tree, or the watch cache's serialized objects, written out

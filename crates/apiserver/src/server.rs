@@ -46,7 +46,7 @@ pub type ResponseBody = BoxBody<Bytes, Infallible>;
 pub struct State {
     pub registry: Registry,
     pub in_flight: InFlight,
-    pub authorizer: Authorizer,
+    pub authorizer: Arc<Authorizer>,
     pub tokens: TokenIssuer,
     /// host:port clients reach this server at, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,

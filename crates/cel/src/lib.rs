@@ -5,6 +5,7 @@
 //!
 //! Parsing and evaluation are the `cel` crate's; what is Kubernetes' is here.
 
+pub mod authz;
 pub mod check;
 pub mod library;
 pub mod rules;
@@ -27,6 +28,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
     env.add_extension(cel::extensions::encoders)
         .expect("encoders extension");
     library::register(&mut env);
+    authz::register(&mut env);
     Arc::new(env)
 });
 

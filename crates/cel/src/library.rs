@@ -13,10 +13,10 @@ use cel::objects::Opaque;
 use cel::{Env, ExecutionError, Value};
 use r8s_api::quantity::Quantity;
 
-type Native = fn(Vec<Value>) -> Result<Value, String>;
+pub(crate) type Native = fn(Vec<Value>) -> Result<Value, String>;
 
 /// Runs a function written over `Value`s as an overload of the environment.
-fn bridge<'b, 'v>(
+pub(crate) fn bridge<'b, 'v>(
     name: &str,
     args: Vec<CowVal<'b, 'v>>,
     function: Native,
@@ -29,13 +29,17 @@ fn bridge<'b, 'v>(
     Ok(CowVal::Owned(Box::<dyn Val>::try_from(out)?))
 }
 
+/// Declares overload wrappers (`fn(Vec<CowVal>) -> …`) around functions over `Value`s.
 macro_rules! natives {
     ($($wrapper:ident = $name:literal => $function:path;)*) => {$(
-        fn $wrapper<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-            bridge($name, args, $function)
+        fn $wrapper<'b, 'v>(
+            args: Vec<cel::common::value::CowVal<'b, 'v>>,
+        ) -> Result<cel::common::value::CowVal<'b, 'v>, cel::ExecutionError> {
+            $crate::library::bridge($name, args, $function)
         }
     )*};
 }
+pub(crate) use natives;
 
 natives! {
     is_sorted_op = "isSorted" => is_sorted;
@@ -110,6 +114,17 @@ pub fn register(env: &mut Env) {
         is_quantity_op,
     )
     .expect("isQuantity");
+}
+
+/// A member function on any receiver, taking `args` arguments of any type.
+pub(crate) fn member_dyn(env: &mut Env, name: &str, args: usize, op: Function) {
+    member(
+        env,
+        name,
+        DYN_TYPE,
+        (0..args).map(|_| DYN_TYPE).collect(),
+        op,
+    );
 }
 
 fn member(env: &mut Env, name: &str, target: Type, args: Vec<Type>, op: Function) {

@@ -13,8 +13,8 @@
 //! A mutating webhook with `reinvocationPolicy: IfNeeded` is called once more, after all the
 //! others, when a later webhook changed the object after it was called.
 //!
-//! Not done as upstream: match conditions have no `authorizer` variable yet, and the in-tree
-//! mutating plugins are not run again when a reinvoked webhook changes the object.
+//! Not done as upstream: the in-tree mutating plugins are not run again when a reinvoked
+//! webhook changes the object.
 
 mod client;
 mod matching;
@@ -286,7 +286,7 @@ async fn should_call(
     if hook.match_conditions.as_array().is_none_or(Vec::is_empty) {
         return Ok(Some(invocation));
     }
-    let inputs = policy::Inputs::new(request, &invocation, object);
+    let inputs = policy::Inputs::new(registry, request, &invocation, object);
     match inputs.conditions_hold(&hook.match_conditions) {
         Ok(true) => Ok(Some(invocation)),
         Ok(false) => Ok(None),

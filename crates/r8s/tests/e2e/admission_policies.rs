@@ -271,3 +271,96 @@ fn policies_are_type_checked_against_the_kinds_they_match() {
         text(&out)
     );
 }
+
+#[test]
+fn the_authorizer_variable_asks_rbac_about_the_requester() {
+    let server = server_with_labelled_namespace();
+    server.create_ok(&policy(
+        "secret-readers-only",
+        json!({ "validations": [{
+            "expression": "authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()",
+            "message": "only those who may list secrets may create deployments here",
+        }, {
+            "expression": "authorizer.requestResource.check('create').allowed()",
+        }] }),
+    ));
+    server.create_ok(&binding(
+        "secret-readers-only",
+        "secret-readers-only",
+        json!({}),
+    ));
+    // alice may create deployments in the namespace, but not list its secrets.
+    server.kubectl_ok(&[
+        "create",
+        "role",
+        "deployer",
+        "-n",
+        "guarded",
+        "--verb=create,get,list",
+        "--resource=deployments",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "alice-deploys",
+        "-n",
+        "guarded",
+        "--role=deployer",
+        "--user=alice",
+    ]);
+    let mut attempt = 0;
+    let mut said = String::new();
+    common::wait_for("the policy to deny alice", || {
+        attempt += 1;
+        let name = format!("by-alice-{attempt}");
+        let out = server.kubectl(&[
+            "create",
+            "deployment",
+            &name,
+            "--image=nginx",
+            "-n",
+            "guarded",
+            "--as=alice",
+        ]);
+        said = text(&out);
+        said.contains("only those who may list secrets may create deployments here")
+    });
+    // The administrator may list secrets: allowed.
+    let out = deploy(&server, "by-admin", "guarded", 1);
+    assert!(out.status.success(), "{}", text(&out));
+    // Once alice may list secrets, she passes too.
+    server.kubectl_ok(&[
+        "create",
+        "role",
+        "secret-lister",
+        "-n",
+        "guarded",
+        "--verb=list",
+        "--resource=secrets",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "alice-lists",
+        "-n",
+        "guarded",
+        "--role=secret-lister",
+        "--user=alice",
+    ]);
+    common::wait_for("alice to be allowed", || {
+        attempt += 1;
+        let name = format!("by-alice-{attempt}");
+        server
+            .kubectl(&[
+                "create",
+                "deployment",
+                &name,
+                "--image=nginx",
+                "-n",
+                "guarded",
+                "--as=alice",
+            ])
+            .status
+            .success()
+    });
+}

@@ -7,8 +7,8 @@
 //! fails to evaluate follows `failurePolicy`. `Audit` has no audit log to write to in r8s.
 //!
 //! Matching is the webhooks' (rules, matchPolicy, namespace and object selectors), and the
-//! CEL inputs (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`)
-//! are upstream's; the `authorizer` variable is not provided yet.
+//! CEL inputs (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`,
+//! `authorizer` asking the server's RBAC on the requester's behalf) are upstream's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -20,10 +20,12 @@ use serde_json::{Value, json};
 
 use super::matching::{self, Invocation};
 use super::{GROUP, Hook, Request, add_warnings, cached, namespace, should_call};
+use crate::authz::User;
 use crate::objects;
 use crate::registry::Registry;
 use crate::selectors::LabelSelector;
 use crate::status::ApiError;
+use r8s_cel::authz::{Authorize, Question};
 
 /// Compiled expressions by source: policies are few and their expressions repeat on every
 /// request. Bounded by clearing, as a cache of a handful of entries in practice.
@@ -56,8 +58,10 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
-    /// `object`, `oldObject` and `request` for a write (or delete) matched as `invocation`.
+    /// `object`, `oldObject`, `request` and `authorizer` for a write (or delete) matched as
+    /// `invocation`.
     pub(super) fn new(
+        registry: &Registry,
         request: &Request<'_>,
         invocation: &Invocation,
         object: Option<&Value>,
@@ -70,11 +74,28 @@ impl Inputs {
             fields.remove("uid");
         }
         let or_null = |o: Option<&Value>| o.map_or(Cel::Null, r8s_cel::value::untyped);
+        let asker = Asker {
+            authorizer: registry.authorizer.get().cloned(),
+            user: request.user.cloned(),
+        };
+        let resource = invocation.resource;
+        let request_resource = Question {
+            group: resource.group.to_owned(),
+            resource: resource.plural.to_owned(),
+            subresource: request.subresource.unwrap_or_default().to_owned(),
+            namespace: request.namespace.unwrap_or_default().to_owned(),
+            name: request.name.to_owned(),
+            ..Default::default()
+        };
         Self {
             variables: vec![
                 ("object", or_null(object)),
                 ("oldObject", or_null(request.old)),
                 ("request", r8s_cel::value::untyped(&admission)),
+                (
+                    "authorizer",
+                    r8s_cel::authz::variable(Arc::new(asker), request_resource),
+                ),
             ],
         }
     }
@@ -122,6 +143,54 @@ impl Inputs {
             }
         }
         Ok(true)
+    }
+}
+
+/// Answers the CEL `authorizer`'s questions with the server's authorizer, as the requester
+/// (or the ServiceAccount a question names).
+struct Asker {
+    authorizer: Option<Arc<crate::authz::Authorizer>>,
+    /// `None`: the server's own write.
+    user: Option<User>,
+}
+
+impl Authorize for Asker {
+    fn authorize(&self, question: &Question) -> (bool, String) {
+        let Some(authorizer) = &self.authorizer else {
+            return (false, "the authorizer is not ready".to_owned());
+        };
+        let user = match (&question.service_account, &self.user) {
+            (Some((namespace, name)), _) => User {
+                name: format!("system:serviceaccount:{namespace}:{name}"),
+                uid: String::new(),
+                groups: vec![
+                    "system:serviceaccounts".to_owned(),
+                    format!("system:serviceaccounts:{namespace}"),
+                    "system:authenticated".to_owned(),
+                ],
+                extra: Default::default(),
+            },
+            (None, Some(user)) => user.clone(),
+            (None, None) => User {
+                name: "system:apiserver".to_owned(),
+                uid: String::new(),
+                groups: vec!["system:masters".to_owned()],
+                extra: Default::default(),
+            },
+        };
+        let attributes = crate::authz::Attributes {
+            verb: question.verb.clone(),
+            resource_request: question.path.is_none(),
+            path: question.path.clone().unwrap_or_default(),
+            api_group: question.group.clone(),
+            api_version: "*".to_owned(),
+            resource: question.resource.clone(),
+            subresource: question.subresource.clone(),
+            namespace: question.namespace.clone(),
+            name: question.name.clone(),
+        };
+        let decision = authorizer.authorize(&user, &attributes);
+        (decision.allowed, decision.reason)
     }
 }
 
@@ -231,7 +300,7 @@ pub async fn validate(
         let Some(invocation) = selects(registry, &applied, request, object).await? else {
             continue;
         };
-        let inputs = Inputs::new(request, &invocation, object);
+        let inputs = Inputs::new(registry, request, &invocation, object);
         let inputs = match request.namespace.filter(|n| !n.is_empty()) {
             Some(name) => match namespace(registry, name).await {
                 Ok(found) => inputs.with("namespaceObject", r8s_cel::value::untyped(&found)),
