@@ -8,6 +8,7 @@
 pub mod authz;
 pub mod check;
 pub mod library;
+pub mod network;
 pub mod rules;
 pub mod value;
 
@@ -29,6 +30,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         .expect("encoders extension");
     library::register(&mut env);
     authz::register(&mut env);
+    network::register(&mut env);
     Arc::new(env)
 });
 

@@ -1,7 +1,7 @@
 //! Kubernetes' own CEL libraries (k8s.io/apiserver/pkg/cel/library): lists (`isSorted`,
 //! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), regex (`find`, `findAll`) and quantity
-//! (`quantity`, `isQuantity` and its methods). The url, ip/cidr, semver and format libraries
-//! are not built yet: a rule calling them fails to evaluate with "no such overload".
+//! (`quantity`, `isQuantity` and its methods); IP/CIDR are in `network`. The url, semver and
+//! format libraries are not built yet: a rule calling them fails to evaluate.
 
 use std::cmp::Ordering;
 use std::sync::Arc;

@@ -36,6 +36,11 @@ spec:
               replicas: { type: integer }
               minReplicas: { type: integer }
               owner: { type: string }
+              address:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isIP(self) && ip(self).family() == 4"
+                  message: "address must be an IPv4 address"
               schedule:
                 type: string
                 x-kubernetes-validations:
@@ -122,6 +127,24 @@ fn a_custom_resource_breaking_a_rule_is_refused_with_the_rules_message() {
     assert!(
         said.contains("spec.ports: Forbidden: ports must be between 1 and 65535"),
         "{said}"
+    );
+    let said = refused(
+        &server,
+        &crontab(
+            "bad",
+            "  replicas: 1\n  minReplicas: 1\n  address: 'fd00::1'\n",
+        ),
+    );
+    assert!(
+        said.contains("spec.address: Invalid value: \"fd00::1\": address must be an IPv4 address"),
+        "{said}"
+    );
+    apply_ok(
+        &server,
+        &crontab(
+            "addressed",
+            "  replicas: 1\n  minReplicas: 1\n  address: 10.0.0.1\n",
+        ),
     );
     // Nothing refused was stored.
     let out = server.kubectl(&["get", "crontab", "bad"]);
