@@ -255,6 +255,7 @@ async fn dispatch(
     let Route::Resource(path) = route else {
         return Err(ApiError::not_found_path());
     };
+    not_enforced(&path, request.method())?;
     if let Some(review) = authz::reviews::Review::of(&path) {
         if request.method() != Method::POST {
             return Err(ApiError::method_not_allowed(format!(
@@ -697,4 +698,27 @@ fn decode_object(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     decoded.map_err(|e| {
         ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
     })
+}
+
+/// Writes of kinds r8s serves but does not act on yet are refused, so nobody relies on a
+/// policy that would silently do nothing; reading and deleting stay possible.
+fn not_enforced(path: &ResourcePath, method: &Method) -> Result<(), ApiError> {
+    let resource = path.resource;
+    let mutating_policy = resource.group == "admissionregistration.k8s.io"
+        && matches!(
+            resource.plural,
+            "mutatingadmissionpolicies" | "mutatingadmissionpolicybindings"
+        );
+    let writes = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if mutating_policy && writes {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!(
+                "{}.{} are not built in r8s yet: their mutations would not be applied",
+                resource.plural, resource.group
+            ),
+        ));
+    }
+    Ok(())
 }

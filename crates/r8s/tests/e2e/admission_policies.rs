@@ -364,3 +364,33 @@ fn the_authorizer_variable_asks_rbac_about_the_requester() {
             .success()
     });
 }
+
+#[test]
+fn mutating_admission_policies_are_refused_rather_than_ignored() {
+    let server = TestServer::start();
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": { "name": "add-label" },
+        "spec": {
+            "matchConstraints": { "resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"],
+            }] },
+            "reinvocationPolicy": "Never",
+            "mutations": [{ "patchType": "JSONPatch", "jsonPatch": {
+                "expression": "[JSONPatch{op: 'add', path: '/metadata/labels', value: {'a': 'b'}}]",
+            } }],
+        },
+    });
+    let out = server.create(&policy.to_string());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(
+            "mutatingadmissionpolicies.admissionregistration.k8s.io are not built in r8s yet"
+        ),
+        "{}",
+        text(&out)
+    );
+    // Listing still answers.
+    server.kubectl_ok(&["get", "mutatingadmissionpolicies"]);
+}
