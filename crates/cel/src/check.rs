@@ -22,6 +22,8 @@ const MAX_REQUEST_BYTES: f64 = 3_145_728.0;
 
 /// Type names and namespaces an expression may name bare (`type(x) == string`).
 const KNOWN_NAMES: &[&str] = &[
+    "format",
+    "ip",
     "int",
     "uint",
     "double",
@@ -607,6 +609,9 @@ mod tests {
                 .contains("undeclared reference to 'slef'")
         );
         assert!(run("type(self.x) == int").is_ok());
+        // Namespaced library functions are not variables.
+        assert!(run("!format.dns1123Label().validate(self.name).hasValue()").is_ok());
+        assert!(run("ip.isCanonical(self.name) && isIP(self.name)").is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod authz;
 pub mod check;
+pub mod formats;
 pub mod library;
 pub mod network;
 pub mod rules;
@@ -31,6 +32,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
     library::register(&mut env);
     authz::register(&mut env);
     network::register(&mut env);
+    formats::register(&mut env);
     Arc::new(env)
 });
 

@@ -1,7 +1,7 @@
 //! Kubernetes' own CEL libraries (k8s.io/apiserver/pkg/cel/library): lists (`isSorted`,
 //! `sum`, `min`, `max`, `indexOf`, `lastIndexOf`), regex (`find`, `findAll`) and quantity
-//! (`quantity`, `isQuantity` and its methods); IP/CIDR are in `network`. The url, semver and
-//! format libraries are not built yet: a rule calling them fails to evaluate.
+//! (`quantity`, `isQuantity` and its methods); IP/CIDR are in `network`, format, semver and
+//! URL in `formats`, the authorizer in `authz`.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -325,6 +325,9 @@ fn q_sub(args: Vec<Value>) -> Result<Value, String> {
 }
 
 fn q_ordering(args: &[Value]) -> Result<Ordering, String> {
+    if let Some(semver) = crate::formats::semver_ordering(args) {
+        return semver;
+    }
     Ok(quantity_of(&args[0])?
         .millis
         .cmp(&quantity_of(&args[1])?.millis))
