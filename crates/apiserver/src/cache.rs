@@ -210,6 +210,12 @@ impl ResourceCache {
         self.state.read().expect("cache lock poisoned").revision
     }
 
+    /// The current object at `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let state = self.state.read().expect("cache lock poisoned");
+        state.objects.get(key).cloned()
+    }
+
     /// The current objects under `key_prefix` and the revision they are at.
     pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().expect("cache lock poisoned");

@@ -239,11 +239,12 @@ async fn hooks(registry: &Registry, plural: &str) -> Result<Vec<Hook>, ApiError>
 /// The namespace named, from the watch cache or, if it is not there yet, the store, as upstream
 /// falls back to a live read.
 pub(super) async fn namespace(registry: &Registry, name: &str) -> Result<Value, ApiError> {
-    let cached = cached(registry, "", "namespaces", None).await?;
-    if let Some(namespace) = cached.into_iter().find(|n| objects::name_of(n) == name) {
-        return Ok(namespace);
-    }
     let namespaces = r8s_api::find("", "v1", "namespaces").expect("catalogue has namespaces");
+    // One object by its key: every pod write asks (PodSecurity), so no scan of them all.
+    let key = objects::key(namespaces, None, name);
+    if let Some(namespace) = registry.cache.resource(namespaces).await?.get(&key) {
+        return Ok(namespace.value());
+    }
     let kv = registry
         .store
         .get(&objects::key(namespaces, None, name))
