@@ -146,10 +146,7 @@ fn pending(target: &Value) -> Result<Pending, String> {
 }
 
 fn text(value: &Value) -> Result<String, String> {
-    match value {
-        Value::String(s) => Ok(s.to_string()),
-        _ => Err("expected a string".to_owned()),
-    }
+    crate::library::text(value).map(str::to_owned)
 }
 
 fn at(mut pending: Pending, wanted: &[Stage], next: Stage) -> Result<Pending, String> {
@@ -219,13 +216,7 @@ fn check(args: Vec<Value>) -> Result<Value, String> {
 }
 
 fn decision(value: &Value) -> Result<Decision, String> {
-    match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<Decision>()
-            .cloned()
-            .ok_or_else(|| "not a decision".to_owned()),
-        _ => Err("not a decision".to_owned()),
-    }
+    crate::library::opaque::<Decision>(value, "a decision")
 }
 
 fn allowed(args: Vec<Value>) -> Result<Value, String> {

@@ -17,7 +17,7 @@ use cel::common::types::{BOOL_TYPE, STRING_TYPE};
 use cel::objects::{Key, Map, Opaque, OptionalValue};
 use cel::{Env, Value};
 
-use crate::library::{member_dyn, natives};
+use crate::library::{member_dyn, natives, opaque, text};
 
 const FORMATS: &[&str] = &[
     "dns1123Label",
@@ -40,13 +40,6 @@ struct Format(&'static str);
 impl Opaque for Format {
     fn runtime_type_name(&self) -> &str {
         "kubernetes.NamedFormat"
-    }
-}
-
-fn text(value: &Value) -> Result<&str, String> {
-    match value {
-        Value::String(s) => Ok(s),
-        _ => Err("expected a string".to_owned()),
     }
 }
 
@@ -203,12 +196,7 @@ fn named(args: Vec<Value>) -> Result<Value, String> {
 }
 
 fn validate(args: Vec<Value>) -> Result<Value, String> {
-    let Value::Opaque(o) = &args[0] else {
-        return Err("validate is called on a format".to_owned());
-    };
-    let format = o
-        .downcast_ref::<Format>()
-        .ok_or("validate is called on a format")?;
+    let format = opaque::<Format>(&args[0], "a format")?;
     let errors = validate_with(format.0, text(&args[1])?);
     Ok(optional((!errors.is_empty()).then(|| {
         Value::List(Arc::new(errors.into_iter().map(string).collect()))
@@ -318,13 +306,7 @@ fn semver(args: Vec<Value>) -> Result<Value, String> {
 }
 
 fn version(value: &Value) -> Result<Semver, String> {
-    match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<Semver>()
-            .cloned()
-            .ok_or_else(|| "expected a semver".to_owned()),
-        _ => Err("expected a semver".to_owned()),
-    }
+    opaque::<Semver>(value, "a semver")
 }
 
 fn part(args: Vec<Value>, pick: fn(&Semver) -> u64) -> Result<Value, String> {
@@ -431,13 +413,7 @@ fn url(args: Vec<Value>) -> Result<Value, String> {
 }
 
 fn url_of(value: &Value) -> Result<Url, String> {
-    match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<Url>()
-            .cloned()
-            .ok_or_else(|| "expected a URL".to_owned()),
-        _ => Err("expected a URL".to_owned()),
-    }
+    opaque::<Url>(value, "a URL")
 }
 
 fn get_scheme(args: Vec<Value>) -> Result<Value, String> {
@@ -567,14 +543,7 @@ pub(crate) fn semver_ordering(args: &[Value]) -> Option<Result<Ordering, String>
 
 #[cfg(test)]
 mod tests {
-    use cel::Value;
-
-    fn eval(source: &str) -> Value {
-        let program = crate::compile(source).unwrap();
-        program
-            .execute(&crate::context([]))
-            .unwrap_or_else(|e| panic!("{source}: {e:?}"))
-    }
+    use crate::library::eval;
 
     #[test]
     fn formats_validate_as_apimachinery_does() {

@@ -140,11 +140,21 @@ fn list(value: &Value) -> Result<&[Value], String> {
     }
 }
 
-fn text(value: &Value) -> Result<&str, String> {
+/// A string argument.
+pub(crate) fn text(value: &Value) -> Result<&str, String> {
     match value {
         Value::String(s) => Ok(s),
         other => Err(format!("expected a string, got {:?}", other.type_of())),
     }
+}
+
+/// An opaque argument of type `T` (an IP, a quantity, …); `what` names it in the error.
+pub(crate) fn opaque<T: Opaque + Clone>(value: &Value, what: &str) -> Result<T, String> {
+    match value {
+        Value::Opaque(o) => o.downcast_ref::<T>().cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("expected {what}"))
 }
 
 fn compare(a: &Value, b: &Value) -> Result<Ordering, String> {
@@ -262,12 +272,8 @@ impl Opaque for CelQuantity {
 
 fn quantity_of(value: &Value) -> Result<Quantity, String> {
     match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<CelQuantity>()
-            .map(|q| q.0)
-            .ok_or_else(|| "expected a quantity".to_owned()),
         Value::Int(i) => Ok(Quantity::from_units(*i)),
-        other => Err(format!("expected a quantity, got {:?}", other.type_of())),
+        other => opaque::<CelQuantity>(other, "a quantity").map(|q| q.0),
     }
 }
 
@@ -345,12 +351,18 @@ fn q_compare(args: Vec<Value>) -> Result<Value, String> {
     Ok(Value::Int(q_ordering(&args)? as i64))
 }
 
+/// Runs an expression with no variables, for the libraries' tests.
+#[cfg(test)]
+pub(crate) fn eval(source: &str) -> Value {
+    let program = crate::compile(source).unwrap();
+    program
+        .execute(&crate::context([]))
+        .unwrap_or_else(|e| panic!("{source}: {e:?}"))
+}
+
 #[cfg(test)]
 mod tests {
-    fn eval(source: &str) -> cel::Value {
-        let program = crate::compile(source).unwrap();
-        program.execute(&crate::context([])).unwrap()
-    }
+    use super::eval;
 
     #[test]
     fn list_functions() {

@@ -12,7 +12,7 @@ use cel::common::types::STRING_TYPE;
 use cel::objects::Opaque;
 use cel::{Env, Value};
 
-use crate::library::{member_dyn, natives};
+use crate::library::{member_dyn, natives, opaque, text};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Ip(IpAddr);
@@ -60,32 +60,17 @@ fn parse_cidr(text: &str) -> Result<Cidr, String> {
     Ok(Cidr { ip, prefix })
 }
 
-fn text(value: &Value) -> Result<&str, String> {
-    match value {
-        Value::String(s) => Ok(s),
-        _ => Err("expected a string".to_owned()),
-    }
-}
-
 fn ip_of(value: &Value) -> Result<IpAddr, String> {
     match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<Ip>()
-            .map(|ip| ip.0)
-            .ok_or_else(|| "expected an IP".to_owned()),
         Value::String(s) => parse_ip(s),
-        _ => Err("expected an IP".to_owned()),
+        other => opaque::<Ip>(other, "an IP").map(|ip| ip.0),
     }
 }
 
 fn cidr_of(value: &Value) -> Result<Cidr, String> {
     match value {
-        Value::Opaque(o) => o
-            .downcast_ref::<Cidr>()
-            .cloned()
-            .ok_or_else(|| "expected a CIDR".to_owned()),
         Value::String(s) => parse_cidr(s),
-        _ => Err("expected a CIDR".to_owned()),
+        other => opaque::<Cidr>(other, "a CIDR"),
     }
 }
 
@@ -279,14 +264,7 @@ pub fn register(env: &mut Env) {
 
 #[cfg(test)]
 mod tests {
-    use cel::Value;
-
-    fn eval(source: &str) -> Value {
-        let program = crate::compile(source).unwrap();
-        program
-            .execute(&crate::context([]))
-            .unwrap_or_else(|e| panic!("{source}: {e:?}"))
-    }
+    use crate::library::eval;
 
     #[test]
     fn ips_parse_and_answer_their_family_and_kind() {

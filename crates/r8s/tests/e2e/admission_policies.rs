@@ -2,17 +2,10 @@
 //! message, reads parameters, variables and match conditions, and follows its failure policy.
 
 use crate::common;
+use common::output_text as text;
 
 use common::TestServer;
 use serde_json::{Value, json};
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A policy on Deployment creates and updates in namespaces labelled `policies=on`.
 fn policy(name: &str, spec: Value) -> String {

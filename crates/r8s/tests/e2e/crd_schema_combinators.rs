@@ -3,6 +3,7 @@
 //! is refused as not structural.
 
 use crate::common;
+use common::output_text as text;
 
 use common::TestServer;
 
@@ -51,20 +52,6 @@ fn with_crd() -> TestServer {
     server
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn refused(server: &TestServer, yaml: &str) -> String {
-    let out = server.kubectl_input(&["apply", "-f", "-"], yaml);
-    assert!(!out.status.success(), "accepted: {yaml}");
-    text(&out)
-}
-
 #[test]
 fn one_of_accepts_a_resource_matching_exactly_one_branch() {
     let server = with_crd();
@@ -73,10 +60,7 @@ fn one_of_accepts_a_resource_matching_exactly_one_branch() {
         &backup("to-bucket", "  bucket: archive\n"),
     );
     assert!(out.status.success(), "apply: {}", text(&out));
-    let said = refused(
-        &server,
-        &backup("both", "  bucket: archive\n  volume: disk\n"),
-    );
+    let said = server.apply_refused(&backup("both", "  bucket: archive\n  volume: disk\n"));
     assert!(
         said.contains(r#"The Backup "both" is invalid: "#)
             && said.contains(
@@ -84,7 +68,7 @@ fn one_of_accepts_a_resource_matching_exactly_one_branch() {
             ),
         "{said}"
     );
-    let said = refused(&server, &backup("neither", "  schedule: daily\n"));
+    let said = server.apply_refused(&backup("neither", "  schedule: daily\n"));
     assert!(
         said.contains(r#""spec" must validate one and only one schema (oneOf). Found none valid"#),
         "{said}"
@@ -94,10 +78,7 @@ fn one_of_accepts_a_resource_matching_exactly_one_branch() {
 #[test]
 fn not_refuses_a_resource_matching_its_schema() {
     let server = with_crd();
-    let said = refused(
-        &server,
-        &backup("never", "  volume: disk\n  schedule: never\n"),
-    );
+    let said = server.apply_refused(&backup("never", "  volume: disk\n  schedule: never\n"));
     assert!(
         said.contains(r#""spec" must not validate the schema (not)"#),
         "{said}"

@@ -4,6 +4,7 @@
 //! lacks or cost too much is refused.
 
 use crate::common;
+use common::output_text as text;
 
 use common::TestServer;
 
@@ -68,23 +69,9 @@ fn with_crd() -> TestServer {
     server
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn apply_ok(server: &TestServer, yaml: &str) -> String {
     let out = server.kubectl_input(&["apply", "-f", "-"], yaml);
     assert!(out.status.success(), "apply: {}", text(&out));
-    text(&out)
-}
-
-fn refused(server: &TestServer, yaml: &str) -> String {
-    let out = server.kubectl_input(&["apply", "-f", "-"], yaml);
-    assert!(!out.status.success(), "accepted: {yaml}");
     text(&out)
 }
 
@@ -98,43 +85,31 @@ fn a_custom_resource_breaking_a_rule_is_refused_with_the_rules_message() {
             "  replicas: 3\n  minReplicas: 1\n  schedule: '* * * * *'\n  ports: [80, 443]\n",
         ),
     );
-    let said = refused(
-        &server,
-        &crontab("bad", "  replicas: 1\n  minReplicas: 3\n"),
-    );
+    let said = server.apply_refused(&crontab("bad", "  replicas: 1\n  minReplicas: 3\n"));
     assert!(
         said.contains(r#"The CronTab "bad" is invalid: spec: Invalid value: minReplicas cannot be larger than replicas"#),
         "{said}"
     );
-    let said = refused(
-        &server,
-        &crontab(
-            "bad",
-            "  replicas: 1\n  minReplicas: 1\n  schedule: '* *'\n",
-        ),
-    );
+    let said = server.apply_refused(&crontab(
+        "bad",
+        "  replicas: 1\n  minReplicas: 1\n  schedule: '* *'\n",
+    ));
     assert!(
         said.contains("spec.schedule: Invalid value: schedule has 2 fields, not 5"),
         "{said}"
     );
-    let said = refused(
-        &server,
-        &crontab(
-            "bad",
-            "  replicas: 1\n  minReplicas: 1\n  ports: [80, 70000]\n",
-        ),
-    );
+    let said = server.apply_refused(&crontab(
+        "bad",
+        "  replicas: 1\n  minReplicas: 1\n  ports: [80, 70000]\n",
+    ));
     assert!(
         said.contains("spec.ports: Forbidden: ports must be between 1 and 65535"),
         "{said}"
     );
-    let said = refused(
-        &server,
-        &crontab(
-            "bad",
-            "  replicas: 1\n  minReplicas: 1\n  address: 'fd00::1'\n",
-        ),
-    );
+    let said = server.apply_refused(&crontab(
+        "bad",
+        "  replicas: 1\n  minReplicas: 1\n  address: 'fd00::1'\n",
+    ));
     assert!(
         said.contains("spec.address: Invalid value: \"fd00::1\": address must be an IPv4 address"),
         "{said}"
@@ -156,10 +131,10 @@ fn a_transition_rule_compares_an_update_with_the_stored_object() {
     let server = with_crd();
     let first = crontab("t", "  replicas: 1\n  minReplicas: 1\n  owner: alice\n");
     apply_ok(&server, &first);
-    let said = refused(
-        &server,
-        &crontab("t", "  replicas: 1\n  minReplicas: 1\n  owner: bob\n"),
-    );
+    let said = server.apply_refused(&crontab(
+        "t",
+        "  replicas: 1\n  minReplicas: 1\n  owner: bob\n",
+    ));
     assert!(
         said.contains("spec: Invalid value: owner is immutable"),
         "{said}"
@@ -195,13 +170,10 @@ fn an_object_stored_before_a_rule_existed_can_still_be_updated_elsewhere() {
         text(&out)
     );
     // Changing the spec without fixing it is refused.
-    let said = refused(
-        &server,
-        &crontab(
-            "old",
-            "  replicas: 2\n  minReplicas: 5\n  schedule: '* * * * *'\n",
-        ),
-    );
+    let said = server.apply_refused(&crontab(
+        "old",
+        "  replicas: 2\n  minReplicas: 5\n  schedule: '* * * * *'\n",
+    ));
     assert!(
         said.contains("minReplicas cannot be larger than replicas"),
         "{said}"
@@ -212,20 +184,24 @@ fn an_object_stored_before_a_rule_existed_can_still_be_updated_elsewhere() {
 fn a_crd_with_a_rule_the_schema_cannot_satisfy_is_refused() {
     let server = TestServer::start();
     let undefined = CRD.replace("self.minReplicas <= self.replicas", "self.z == 100");
-    let said = refused(&server, &undefined);
+    let said = server.apply_refused(&undefined);
     assert!(said.contains("undefined field 'z'"), "{said}");
     assert!(
         said.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"),
         "{said}"
     );
     let syntax = CRD.replace("self.minReplicas <= self.replicas", "self.replicas >");
-    assert!(refused(&server, &syntax).contains("compilation failed: ERROR: <input>:1:"));
+    assert!(
+        server
+            .apply_refused(&syntax)
+            .contains("compilation failed: ERROR: <input>:1:")
+    );
     // Without maxItems the nested iteration has no bound.
     let costly = CRD.replace("                maxItems: 10\n", "").replace(
         "self.all(p, p > 0 && p < 65536)",
         "self.all(a, self.all(b, a != b || a == b))",
     );
-    let said = refused(&server, &costly);
+    let said = server.apply_refused(&costly);
     assert!(
         said.contains("estimated rule cost exceeds budget by factor of"),
         "{said}"

@@ -4,6 +4,7 @@
 //! with it.
 
 use crate::common;
+use common::output_text as text;
 
 use std::process::Command;
 
@@ -90,14 +91,6 @@ fn apply_ok(server: &TestServer, yaml: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

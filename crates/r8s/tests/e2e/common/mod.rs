@@ -249,6 +249,13 @@ impl TestServer {
     }
 
     /// `kubectl get ARGS -o json`, parsed.
+    /// Applies a manifest that must be refused; what kubectl said.
+    pub fn apply_refused(&self, yaml: &str) -> String {
+        let out = self.kubectl_input(&["apply", "-f", "-"], yaml);
+        assert!(!out.status.success(), "accepted: {yaml}");
+        output_text(&out)
+    }
+
     /// Applies a CustomResourceDefinition and waits until it is Established.
     pub fn apply_crd(&self, yaml: &str, name: &str) {
         let out = self.kubectl_input(&["apply", "-f", "-"], yaml);
@@ -415,6 +422,15 @@ pub fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool)
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     check()
+}
+
+/// What a command printed, stdout then stderr.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Polls `check` for up to 20 seconds, and fails the test naming `what` if it never holds.
