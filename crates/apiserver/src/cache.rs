@@ -13,16 +13,18 @@ use r8s_api::Resource;
 use r8s_api::kinds::{self, Kind};
 use r8s_store::{EventKind, RangeOptions, Revision, Store};
 use serde_json::Value;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::Mutex;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::objects;
 use crate::selectors;
 use crate::status::ApiError;
 
-/// Events kept for watchers resuming from a past resourceVersion.
+/// Events kept for watchers resuming from a past resourceVersion, and for live watchers,
+/// which read them from here: one that falls further behind is cut off (it then re-watches).
 const HISTORY: usize = 10_000;
-/// Events buffered for a slow watcher before it is cut off (it then re-watches).
-const FAN_OUT_BUFFER: usize = 4096;
+/// Events a live watcher takes from the history at once.
+const BATCH: usize = 64;
 
 /// One object as the cache keeps it: its JSON in the stored form, serialized once, and the few
 /// fields selectors read. Keeping text rather than a parsed tree halves the memory and lets
@@ -108,7 +110,8 @@ struct State {
     /// Every event after `floor` is in `history`.
     floor: Revision,
     history: VecDeque<Arc<CachedEvent>>,
-    events: broadcast::Sender<Arc<CachedEvent>>,
+    /// Bumped when the cache re-lists: live watchers may have missed events and are cut off.
+    epoch: u64,
 }
 
 pub struct ResourceCache {
@@ -135,13 +138,79 @@ pub struct Subscription {
     pub initial: Vec<Arc<CachedObject>>,
     pub replay: Vec<Arc<CachedEvent>>,
     pub revision: Revision,
-    pub live: broadcast::Receiver<Arc<CachedEvent>>,
+    pub live: Live,
+}
+
+/// A watcher's place in its cache's history, from which it reads the events after it: a
+/// thousand watchers share one copy of each event and need no buffer of their own. Errors are
+/// a broadcast receiver's: `Lagged` when the history has moved past it (it then continues from
+/// the present), `Closed` when the cache re-listed.
+pub struct Live {
+    cache: Arc<ResourceCache>,
+    epoch: u64,
+    /// The revision of the last event taken.
+    last: Revision,
+    pending: VecDeque<Arc<CachedEvent>>,
+    changed: tokio::sync::watch::Receiver<Revision>,
+}
+
+impl Live {
+    /// The next event, waiting for one.
+    pub async fn recv(&mut self) -> Result<Arc<CachedEvent>, RecvError> {
+        loop {
+            match self.try_recv() {
+                Ok(event) => return Ok(event),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
+            }
+            if self.changed.changed().await.is_err() {
+                return Err(RecvError::Closed);
+            }
+        }
+    }
+
+    /// The next event if there is one.
+    pub fn try_recv(&mut self) -> Result<Arc<CachedEvent>, TryRecvError> {
+        if let Some(event) = self.pending.pop_front() {
+            return Ok(event);
+        }
+        // Seen before the history is read, so an event applied after it wakes `recv`.
+        self.changed.borrow_and_update();
+        let state = self.cache.state.read().expect("cache lock poisoned");
+        if state.epoch != self.epoch {
+            return Err(TryRecvError::Closed);
+        }
+        if state.revision <= self.last {
+            return Err(TryRecvError::Empty);
+        }
+        if self.last < state.floor {
+            let missed = u64::try_from(state.revision - self.last).unwrap_or(0);
+            self.last = state.revision;
+            return Err(TryRecvError::Lagged(missed));
+        }
+        let start = state.history.partition_point(|e| e.revision <= self.last);
+        self.pending
+            .extend(state.history.range(start..).take(BATCH).cloned());
+        drop(state);
+        match self.pending.pop_front() {
+            Some(event) => {
+                self.last = self.pending.back().unwrap_or(&event).revision;
+                Ok(event)
+            }
+            None => Err(TryRecvError::Empty),
+        }
+    }
 }
 
 impl ResourceCache {
     /// Registers a watcher atomically with respect to the feeder: nothing is missed or repeated
     /// between the snapshot (or replay) and the live events.
-    pub fn subscribe(&self, start: Start, key_prefix: &str) -> Result<Subscription, ApiError> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        start: Start,
+        key_prefix: &str,
+    ) -> Result<Subscription, ApiError> {
         let state = self.state.read().expect("cache lock poisoned");
         let (initial, replay) = match start {
             Start::Snapshot => (
@@ -173,7 +242,13 @@ impl ResourceCache {
             initial,
             replay,
             revision: state.revision,
-            live: state.events.subscribe(),
+            live: Live {
+                cache: self.clone(),
+                epoch: state.epoch,
+                last: state.revision,
+                pending: VecDeque::new(),
+                changed: self.fresh.subscribe(),
+            },
         })
     }
 
@@ -260,14 +335,12 @@ impl ResourceCache {
             previous,
         });
         state.revision = revision;
-        state.history.push_back(cached.clone());
+        state.history.push_back(cached);
         if state.history.len() > HISTORY
             && let Some(dropped) = state.history.pop_front()
         {
             state.floor = dropped.revision;
         }
-        // Sent under the lock, so subscribers registered before see it and later ones don't.
-        let _ = state.events.send(cached);
         drop(state);
         self.mark_fresh(revision);
     }
@@ -301,14 +374,13 @@ impl WatchCache {
         }
         let kind = kinds::behaviour(storage);
         let (objects, revision) = list(&*self.store, &prefix, kind).await?;
-        let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
         let cache = Arc::new(ResourceCache {
             state: RwLock::new(State {
                 objects,
                 revision,
                 floor: revision,
                 history: VecDeque::new(),
-                events,
+                epoch: 0,
             }),
             kind,
             fresh: tokio::sync::watch::channel(revision).0,
@@ -354,16 +426,18 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
         match list(&*store, &prefix, cache.kind).await {
             Ok((objects, revision)) => {
                 let mut state = cache.state.write().expect("cache lock poisoned");
-                let (events, _) = broadcast::channel(FAN_OUT_BUFFER);
                 *state = State {
                     objects,
                     revision,
                     floor: revision,
                     history: VecDeque::new(),
-                    events,
+                    epoch: state.epoch + 1,
                 };
                 drop(state);
-                cache.mark_fresh(revision);
+                // Wakes every live watcher, even at an unchanged revision, to be cut off.
+                cache
+                    .fresh
+                    .send_modify(|fresh| *fresh = (*fresh).max(revision));
             }
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot re-list"),
         }
@@ -403,5 +477,87 @@ async fn follow(watch: &mut r8s_store::Watch, prefix: &str, cache: &ResourceCach
             }
             _ = cache.progress_wanted.notified() => watch.request_progress(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use r8s_store::KeyValue;
+
+    fn cache() -> Arc<ResourceCache> {
+        let resource = r8s_api::find("", "v1", "configmaps").expect("configmaps");
+        Arc::new(ResourceCache {
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                revision: 1,
+                floor: 1,
+                history: VecDeque::new(),
+                epoch: 0,
+            }),
+            kind: kinds::behaviour(resource),
+            fresh: tokio::sync::watch::channel(1).0,
+            progress_wanted: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn put(cache: &ResourceCache, revision: Revision) {
+        let key = format!("/registry/configmaps/default/cm-{revision}");
+        cache.apply(r8s_store::WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key,
+                value: br#"{"metadata":{"name":"cm"}}"#.to_vec().into(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        });
+    }
+
+    #[tokio::test]
+    async fn a_live_watcher_gets_every_later_event_in_order_and_none_before() {
+        let cache = cache();
+        put(&cache, 2);
+        let mut live = cache.subscribe(Start::After(2), "").unwrap().live;
+        for revision in 3..200 {
+            put(&cache, revision);
+        }
+        for revision in 3..200 {
+            assert_eq!(live.recv().await.unwrap().revision, revision);
+        }
+        assert!(matches!(live.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_watcher_wakes_for_the_next_event() {
+        let cache = cache();
+        let mut live = cache.subscribe(Start::Snapshot, "").unwrap().live;
+        let waiting = tokio::spawn(async move { live.recv().await.map(|e| e.revision) });
+        tokio::task::yield_now().await;
+        put(&cache, 2);
+        assert_eq!(waiting.await.unwrap().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_the_history_moved_past_lags_then_follows_from_the_present() {
+        let cache = cache();
+        let mut live = cache.subscribe(Start::Snapshot, "").unwrap().live;
+        let last = 2 + HISTORY as Revision + 10;
+        for revision in 2..=last {
+            put(&cache, revision);
+        }
+        assert!(matches!(live.recv().await, Err(RecvError::Lagged(_))));
+        put(&cache, last + 1);
+        assert_eq!(live.recv().await.unwrap().revision, last + 1);
+    }
+
+    #[tokio::test]
+    async fn a_re_list_cuts_live_watchers_off() {
+        let cache = cache();
+        let mut live = cache.subscribe(Start::Snapshot, "").unwrap().live;
+        cache.state.write().unwrap().epoch += 1;
+        put(&cache, 2);
+        assert!(matches!(live.recv().await, Err(RecvError::Closed)));
     }
 }

@@ -50,7 +50,7 @@ use anyhow::Context;
 use r8s_store::Store;
 use tokio::net::TcpListener;
 
-pub use server::MAX_BODY_BYTES;
+pub use server::{MAX_BODY_BYTES, ResponseBody};
 
 /// What an API server needs to start.
 pub struct Config {
@@ -82,7 +82,32 @@ pub struct Config {
 /// A running API server.
 pub struct ApiServer {
     pub address: SocketAddr,
+    state: Arc<server::State>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Requests from the components built into this process (controller manager, scheduler, node
+/// agent), served without a socket or TLS: the same authentication, admission and
+/// authorization as any request, for the identity the loopback was made for.
+#[derive(Clone)]
+pub struct Loopback {
+    state: Arc<server::State>,
+    identity: Arc<r8s_cluster::tls::Identity>,
+}
+
+impl Loopback {
+    pub async fn call<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<server::BoxError>,
+    {
+        server::handle(
+            &self.state,
+            Some(&self.identity),
+            request.map(server::request_body),
+        )
+        .await
+    }
 }
 
 impl ApiServer {
@@ -158,8 +183,20 @@ impl ApiServer {
         });
         tokio::spawn(authz::aggregation::run(Arc::downgrade(&state)));
         tokio::spawn(crd::status::run(Arc::downgrade(&state)));
-        let task = tokio::spawn(server::serve(listener, tls, state));
-        Ok(Self { address, task })
+        let task = tokio::spawn(server::serve(listener, tls, state.clone()));
+        Ok(Self {
+            address,
+            state,
+            task,
+        })
+    }
+
+    /// A loopback for `identity` (a user and its groups, as a client certificate would name).
+    pub fn loopback(&self, identity: r8s_cluster::tls::Identity) -> Loopback {
+        Loopback {
+            state: self.state.clone(),
+            identity: Arc::new(identity),
+        }
     }
 
     /// Serves until the listener fails.

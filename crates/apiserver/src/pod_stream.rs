@@ -10,7 +10,6 @@
 //! - anything else (SPDY, older WebSocket protocols) is proxied as it is.
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use r8s_httpstream::remotecommand::{self, Options};
 use r8s_httpstream::{ProxyError, Target, tunnel, upgrade};
 
@@ -18,7 +17,7 @@ use crate::authz::{self, User};
 use crate::kubelet_client::KubeletLocation;
 use crate::pod_log::{choose_container, escape, flag};
 use crate::router::{ResourcePath, Route};
-use crate::server::{ResponseBody, State};
+use crate::server::{RequestBody, ResponseBody, State};
 use crate::status::ApiError;
 
 /// Which stream subresource is asked for.
@@ -131,7 +130,7 @@ impl StreamQuery {
 pub async fn serve(
     state: &State,
     path: &ResourcePath,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     user: &User,
     subresource: Subresource,
 ) -> Result<Response<ResponseBody>, ApiError> {

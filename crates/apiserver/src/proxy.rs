@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use crate::kubelet_client::KubeletLocation;
 use crate::registry::Registry;
 use crate::router::ResourcePath;
-use crate::server::{ResponseBody, State};
+use crate::server::{RequestBody, ResponseBody, State};
 use crate::status::ApiError;
 
 /// What a proxy path names.
@@ -288,7 +288,7 @@ pub fn streamed(body: Incoming) -> ResponseBody {
 async fn send_http(
     host: &str,
     port: u16,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Incoming>, String> {
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(30),
@@ -326,7 +326,7 @@ fn plain_connect(host: String, port: u16) -> r8s_httpstream::Connect {
 pub async fn serve(
     state: &State,
     target: &Target,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let upstream = upstream(&state.registry, target).await?;
     let path_and_query = match request.uri().query() {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -42,6 +43,18 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 pub type ResponseBody = BoxBody<Bytes, Infallible>;
+/// A request's body, from a connection or from a client in this process.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `body` as a [`RequestBody`].
+pub fn request_body<B>(body: B) -> RequestBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
 
 pub struct State {
     pub registry: Registry,
@@ -66,7 +79,7 @@ pub async fn serve(
         "API server",
         move |identity, request| {
             let state = state.clone();
-            async move { handle(&state, identity.as_ref(), request).await }
+            async move { handle(&state, identity.as_ref(), request.map(request_body)).await }
         },
     )
     .await
@@ -108,7 +121,7 @@ fn error_response(error: &ApiError) -> Response<ResponseBody> {
 pub async fn handle(
     state: &State,
     identity: Option<&Identity>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Response<ResponseBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -156,7 +169,7 @@ pub async fn handle(
 async fn dispatch(
     state: &State,
     identity: Option<&Identity>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let route = route(request.uri().path());
     let accept = request
@@ -313,7 +326,7 @@ async fn dispatch(
 async fn resource_request(
     state: &State,
     path: &ResourcePath,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     user: authz::User,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let registry = &state.registry;
@@ -589,7 +602,7 @@ async fn resource_request(
 async fn scale_request(
     registry: &Registry,
     path: &ResourcePath,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     query: &Query,
     content_type: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
@@ -615,7 +628,7 @@ async fn scale_request(
     Ok(json_response(StatusCode::OK, &scale, "application/json"))
 }
 
-fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
+fn header_text(request: &Request<RequestBody>, name: header::HeaderName) -> Option<String> {
     request
         .headers()
         .get(name)
@@ -638,7 +651,7 @@ fn with_warnings(
     Ok(response)
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request<RequestBody>) -> Result<Bytes, ApiError> {
     let mut body = request.into_body();
     let mut collected = bytes::BytesMut::new();
     let mut seen = 0usize;
@@ -669,7 +682,7 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
 
 /// A DELETE's options: its body when it has one, else its query.
 async fn delete_options(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     content_type: &str,
     query: &Query,
 ) -> Result<DeleteOptions, ApiError> {
@@ -682,7 +695,7 @@ async fn delete_options(
 }
 
 /// A JSON or YAML object from the request body.
-async fn read_object(request: Request<Incoming>, content_type: &str) -> Result<Value, ApiError> {
+async fn read_object(request: Request<RequestBody>, content_type: &str) -> Result<Value, ApiError> {
     let body = read_body(request).await?;
     decode_object(&body, content_type)
 }

@@ -64,8 +64,8 @@ pub fn wants_translation(headers: &http::HeaderMap) -> bool {
 
 /// Accepts the client's v5 WebSocket and serves the session against the backend at `target`,
 /// reached through `connect`.
-pub fn translate(
-    mut request: Request<Incoming>,
+pub fn translate<B>(
+    mut request: Request<B>,
     connect: Connect,
     target: Target,
     options: Options,

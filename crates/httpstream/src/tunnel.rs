@@ -12,7 +12,6 @@ use futures::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,8 +47,8 @@ pub fn wants_tunnel(headers: &http::HeaderMap) -> bool {
 }
 
 /// Serves a tunnelling WebSocket `request` against the backend at `target`.
-pub async fn tunnel(
-    mut request: Request<Incoming>,
+pub async fn tunnel<B>(
+    mut request: Request<B>,
     connect: Connect,
     target: &Target,
 ) -> Result<Response<Body>, ProxyError> {

@@ -197,8 +197,8 @@ pub fn backend_request(
 
 /// Proxies the upgrade `request` to the backend at `target` over the connection `connect`
 /// makes. Errors before any answer are the caller's to write.
-pub async fn proxy(
-    mut request: Request<Incoming>,
+pub async fn proxy<B>(
+    mut request: Request<B>,
     connect: Connect,
     target: &Target,
 ) -> Result<Response<Body>, ProxyError> {

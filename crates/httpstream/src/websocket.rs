@@ -32,7 +32,7 @@ pub fn protocols(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// The client's key, once the request is checked to be a WebSocket handshake we can accept.
-fn key(request: &Request<hyper::body::Incoming>) -> Result<&HeaderValue, ProxyError> {
+fn key<B>(request: &Request<B>) -> Result<&HeaderValue, ProxyError> {
     let bad = |why: &str| Err(ProxyError::BadRequest(format!("websocket: {why}")));
     if !is_websocket(request.headers()) {
         return bad("the client is not using the websocket protocol");
@@ -54,14 +54,14 @@ fn key(request: &Request<hyper::body::Incoming>) -> Result<&HeaderValue, ProxyEr
 }
 
 /// Checks that `request` is a WebSocket handshake this server accepts.
-pub fn check(request: &Request<hyper::body::Incoming>) -> Result<(), ProxyError> {
+pub fn check<B>(request: &Request<B>) -> Result<(), ProxyError> {
     key(request).map(|_| ())
 }
 
 /// Accepts the handshake with `protocol` (which the client offered, or none): the `101` to
 /// answer with, and the connection to come once it is sent.
-pub fn accept(
-    request: &mut Request<hyper::body::Incoming>,
+pub fn accept<B>(
+    request: &mut Request<B>,
     protocol: Option<&str>,
 ) -> Result<(Response<Body>, OnUpgrade), ProxyError> {
     let accept_key = derive_accept_key(key(request)?.as_bytes());

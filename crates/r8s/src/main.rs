@@ -45,6 +45,11 @@ enum Command {
     Devcluster(devcluster::DevclusterCommand),
 }
 
+// Under load glibc's malloc took about 30% of the server's CPU (consolidating and unlinking
+// chunks across threads); mimalloc's per-thread free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -144,11 +144,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     drop(out);
-    // The controller manager and the scheduler share one connection and one informer per
-    // resource type, as they would one SharedInformerFactory in a single upstream binary.
-    // Both are clients of the API server like any other, with the admin credentials until
-    // component identities exist.
-    let admin = crate::agent::admin_client(&kubeconfig).await?;
+    // The controller manager and the scheduler share one informer per resource type, as they
+    // would one SharedInformerFactory in a single upstream binary. Both are clients of the API
+    // server like any other, as the admin until component identities exist, but reach it in
+    // process: no TLS, sockets or HTTP framing between parts of one binary.
+    let admin = loopback_client(&server);
     let informers = r8s_informers::Informers::new(admin.clone());
     let controllers = tokio::spawn(run_controllers(
         informers.clone(),
@@ -182,6 +182,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
+}
+
+/// A client of `server` as the cluster admin, served in this process.
+fn loopback_client(server: &ApiServer) -> kube::Client {
+    let loopback = server.loopback(r8s_cluster::tls::Identity {
+        user: r8s_cluster::ADMIN_COMMON_NAME.to_owned(),
+        groups: vec![
+            r8s_cluster::ADMIN_ORGANIZATION.to_owned(),
+            "system:authenticated".to_owned(),
+        ],
+    });
+    let service = tower::service_fn(move |request| {
+        let loopback = loopback.clone();
+        async move { Ok::<_, std::convert::Infallible>(loopback.call(request).await) }
+    });
+    kube::Client::new(service, "default")
 }
 
 /// The `--lb-pool` ranges as one pool (none given: none), refused where they overlap the

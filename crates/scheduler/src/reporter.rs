@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -22,6 +22,9 @@ use crate::cache::PodInfo;
 
 /// Writes in flight at once.
 const CONCURRENCY: usize = 16;
+/// Reports waiting to be written; more are dropped, as upstream's event broadcaster drops
+/// events past its 1,000-event queue rather than slow the scheduler down.
+const MAX_QUEUED: usize = 1000;
 /// Upstream's events library starts a new event (not a series) after this long.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
@@ -44,12 +47,12 @@ pub enum Report {
 
 #[derive(Clone)]
 pub struct Reporter {
-    sender: mpsc::UnboundedSender<Report>,
+    sender: mpsc::Sender<Report>,
 }
 
 impl Reporter {
     pub fn start(client: Client, instance: &str) -> Self {
-        let (sender, receiver) = mpsc::unbounded();
+        let (sender, receiver) = mpsc::channel(MAX_QUEUED);
         let recorder = Arc::new(Recorder {
             client,
             instance: format!("{SCHEDULER_NAME}-{instance}"),
@@ -63,8 +66,24 @@ impl Reporter {
     }
 
     pub fn send(&self, report: Report) {
-        // Only fails when the writer task is gone, i.e. the scheduler is stopping.
-        let _ = self.sender.unbounded_send(report);
+        let mut sender = self.sender.clone();
+        // A closed queue means the scheduler is stopping.
+        let Err(e) = sender.try_send(report) else {
+            return;
+        };
+        if !e.is_full() {
+            return;
+        }
+        match e.into_inner() {
+            // The pod's condition must be written: wait for room without holding up the
+            // scheduling loop.
+            report @ Report::Unschedulable { .. } => {
+                tokio::spawn(async move {
+                    let _ = sender.send(report).await;
+                });
+            }
+            _ => tracing::debug!("dropping a scheduler event: the queue is full"),
+        }
     }
 }
 

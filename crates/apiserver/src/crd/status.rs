@@ -78,9 +78,7 @@ pub async fn run(state: Weak<State>) {
     }
 }
 
-async fn subscribe(
-    state: &Arc<State>,
-) -> Option<tokio::sync::broadcast::Receiver<Arc<crate::cache::CachedEvent>>> {
+async fn subscribe(state: &Arc<State>) -> Option<crate::cache::Live> {
     let cache = state.registry.cache.resource(crd_resource()).await.ok()?;
     cache
         .subscribe(Start::After(cache.last_change()), "")
