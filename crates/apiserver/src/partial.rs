@@ -65,23 +65,21 @@ pub fn list(list: &Value, version: &str) -> Value {
     })
 }
 
-/// An object's serialized metadata as a serialized `PartialObjectMetadata`, reading only the
-/// metadata of the object's text (the rest is skipped, not built).
+/// An object's serialized metadata as a serialized `PartialObjectMetadata`, copying the
+/// metadata's text as it is (the rest of the object is skipped, and nothing is built).
 pub fn of_json(object: &str, version: &str) -> String {
     #[derive(Deserialize)]
-    struct MetadataOnly {
-        #[serde(default)]
-        metadata: Value,
+    struct MetadataOnly<'a> {
+        #[serde(borrow)]
+        metadata: Option<&'a serde_json::value::RawValue>,
     }
     let metadata = serde_json::from_str::<MetadataOnly>(object)
-        .map(|o| o.metadata)
-        .unwrap_or(Value::Null);
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": format!("meta.k8s.io/{version}"),
-        "metadata": metadata,
-    })
-    .to_string()
+        .ok()
+        .and_then(|o| o.metadata)
+        .map_or("null", |m| m.get());
+    format!(
+        r#"{{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/{version}","metadata":{metadata}}}"#
+    )
 }
 
 #[cfg(test)]

@@ -119,6 +119,9 @@ async fn create_many(
     Ok((count as f64 / start.elapsed().as_secs_f64(), latencies))
 }
 
+/// How long a new server is left alone before its idle memory is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(10);
+
 async fn measure(
     backend: &str,
     client: &Client,
@@ -130,7 +133,9 @@ async fn measure(
     ensure_namespace(client, ns).await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     if let Some(server) = server {
-        figures.push(Figure::memory(backend, "rss_idle", server.rss_mib()?));
+        // Idle once its controllers and scheduler have started and synced, not mid-start.
+        tokio::time::sleep(IDLE_SETTLE).await;
+        figures.push(Figure::memory(backend, "rss_idle", server.memory()?));
     }
 
     eprintln!("bench api: {backend}: creates");
@@ -218,7 +223,7 @@ async fn measure(
         ));
     }
     if let Some(server) = server {
-        figures.push(Figure::memory(backend, "rss_10k", server.rss_mib()?));
+        figures.push(Figure::memory(backend, "rss_10k", server.memory()?));
     }
 
     eprintln!(
@@ -242,7 +247,7 @@ async fn measure(
             None,
         )
         .await?;
-        figures.push(Figure::memory(backend, "rss_100k", server.rss_mib()?));
+        figures.push(Figure::memory(backend, "rss_100k", server.memory()?));
     }
     Ok(figures)
 }

@@ -126,7 +126,7 @@ pub async fn run(args: ControllersBenchArgs) -> anyhow::Result<()> {
 
     let measured = measure(&client, &args).await;
     let rss = match &server {
-        Some(server) => Some(server.rss_mib()?),
+        Some(server) => Some(server.memory()?),
         None => None,
     };
     if args.kubeconfig.is_some() {

@@ -23,6 +23,18 @@ pub struct Figure {
     pub p99_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mib: Option<f64>,
+    /// The part of the RSS that is the process's own anonymous memory (heap, stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_anon_mib: Option<f64>,
+}
+
+/// A process's resident memory: all of it, and its own anonymous part. The rest is mapped
+/// file pages, mostly the binary's code, which the kernel shares and can drop and read again;
+/// kernels that cache files in large folios map a whole folio (up to MiBs) on a first touch.
+#[derive(Clone, Copy)]
+pub struct Memory {
+    pub rss_mib: f64,
+    pub anon_mib: f64,
 }
 
 impl Figure {
@@ -40,17 +52,19 @@ impl Figure {
             p50_ms: percentile_ms(&samples, 50.0),
             p99_ms: percentile_ms(&samples, 99.0),
             rss_mib: None,
+            rss_anon_mib: None,
         }
     }
 
-    pub fn memory(backend: &str, op: &'static str, rss_mib: f64) -> Self {
+    pub fn memory(backend: &str, op: &'static str, memory: Memory) -> Self {
         Self {
             backend: backend.to_owned(),
             op,
             ops_per_s: 0.0,
             p50_ms: 0.0,
             p99_ms: 0.0,
-            rss_mib: Some(rss_mib),
+            rss_mib: Some(memory.rss_mib),
+            rss_anon_mib: Some(memory.anon_mib),
         }
     }
 }
@@ -99,8 +113,8 @@ impl SpawnedServer {
         })
     }
 
-    pub fn rss_mib(&self) -> anyhow::Result<f64> {
-        rss_mib(self.child.id())
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        memory(self.child.id())
     }
 }
 
@@ -114,15 +128,21 @@ impl Drop for SpawnedServer {
     }
 }
 
-fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+fn memory(pid: u32) -> anyhow::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
+    let mib = |field: &str| -> anyhow::Result<f64> {
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+        Ok(kib / 1024.0)
+    };
+    Ok(Memory {
+        rss_mib: mib("VmRSS:")?,
+        anon_mib: mib("RssAnon:")?,
+    })
 }
 
 pub async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
@@ -153,14 +173,20 @@ pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()>
 /// The figures as a table on stdout.
 pub fn print_figures(figures: &[Figure]) {
     println!(
-        "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10}",
-        "backend", "op", "ops/s", "p50 ms", "p99 ms", "RSS MiB"
+        "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "backend", "op", "ops/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"
     );
     for f in figures {
         match f.rss_mib {
             Some(rss) => println!(
-                "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10.1}",
-                f.backend, f.op, "", "", "", rss
+                "{:<9} {:<16} {:>10} {:>10} {:>10} {:>10.1} {:>10.1}",
+                f.backend,
+                f.op,
+                "",
+                "",
+                "",
+                rss,
+                f.rss_anon_mib.unwrap_or(f64::NAN)
             ),
             None => println!(
                 "{:<9} {:<16} {:>10.0} {:>10.3} {:>10.3}",

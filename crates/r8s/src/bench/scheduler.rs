@@ -144,7 +144,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         latencies,
     ));
     if let Some(server) = &server {
-        figures.push(Figure::memory(backend, "rss", server.rss_mib()?));
+        figures.push(Figure::memory(backend, "rss", server.memory()?));
     }
 
     let _ = stop.send(());
