@@ -123,6 +123,9 @@ pub struct ResourceCache {
     fresh: tokio::sync::watch::Sender<Revision>,
     /// Set by a reader that needs the cache to catch up; the feeder asks the store for progress.
     progress_wanted: tokio::sync::Notify,
+    /// Bumped by every event applied and every re-list, to wake live watchers. Not `fresh`:
+    /// progress can move that past an event not yet applied, which would then wake no one.
+    applied: tokio::sync::watch::Sender<Revision>,
 }
 
 /// Where a new watch starts.
@@ -247,7 +250,7 @@ impl ResourceCache {
                 epoch: state.epoch,
                 last: state.revision,
                 pending: VecDeque::new(),
-                changed: self.fresh.subscribe(),
+                changed: self.applied.subscribe(),
             },
         })
     }
@@ -342,6 +345,7 @@ impl ResourceCache {
             state.floor = dropped.revision;
         }
         drop(state);
+        self.applied.send_replace(revision);
         self.mark_fresh(revision);
     }
 }
@@ -385,6 +389,7 @@ impl WatchCache {
             kind,
             fresh: tokio::sync::watch::channel(revision).0,
             progress_wanted: tokio::sync::Notify::new(),
+            applied: tokio::sync::watch::channel(revision).0,
         });
         tokio::spawn(feed(self.store.clone(), prefix.clone(), cache.clone()));
         resources.insert(prefix, cache.clone());
@@ -434,10 +439,9 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
                     epoch: state.epoch + 1,
                 };
                 drop(state);
-                // Wakes every live watcher, even at an unchanged revision, to be cut off.
-                cache
-                    .fresh
-                    .send_modify(|fresh| *fresh = (*fresh).max(revision));
+                // Wakes every live watcher, to be cut off.
+                cache.applied.send_replace(revision);
+                cache.mark_fresh(revision);
             }
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot re-list"),
         }
@@ -498,6 +502,7 @@ mod tests {
             kind: kinds::behaviour(resource),
             fresh: tokio::sync::watch::channel(1).0,
             progress_wanted: tokio::sync::Notify::new(),
+            applied: tokio::sync::watch::channel(1).0,
         })
     }
 
@@ -537,6 +542,21 @@ mod tests {
         tokio::task::yield_now().await;
         put(&cache, 2);
         assert_eq!(waiting.await.unwrap().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_event_applied_after_progress_passed_its_revision_still_wakes_watchers() {
+        let cache = cache();
+        let mut live = cache.subscribe(Start::Snapshot, "").unwrap().live;
+        let waiting = tokio::spawn(async move { live.recv().await.map(|e| e.revision) });
+        tokio::task::yield_now().await;
+        cache.mark_fresh(10);
+        put(&cache, 5);
+        let woken = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(
+            woken.expect("the watcher was not woken").unwrap().unwrap(),
+            5
+        );
     }
 
     #[tokio::test]
