@@ -19,6 +19,13 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An authenticated `user` in `groups`, plus `system:authenticated` as upstream's
+    /// authenticators add it.
+    pub fn authenticated(user: String, mut groups: Vec<String>) -> Self {
+        groups.push("system:authenticated".into());
+        Identity { user, groups }
+    }
+
     /// Whether the identity is in `system:masters`, the group every authorizer allows.
     pub fn is_master(&self) -> bool {
         self.groups.iter().any(|g| g == ADMIN_ORGANIZATION)
@@ -196,12 +203,11 @@ pub fn identity(cert: &CertificateDer) -> Option<Identity> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();
     let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let mut groups: Vec<String> = subject
+    let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    groups.push("system:authenticated".into());
-    Some(Identity { user, groups })
+    Some(Identity::authenticated(user, groups))
 }
 
 /// How long a client may take over its TLS handshake before the connection is dropped.

@@ -186,13 +186,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// A client of `server` as the cluster admin, served in this process.
 fn loopback_client(server: &ApiServer) -> kube::Client {
-    let loopback = server.loopback(r8s_cluster::tls::Identity {
-        user: r8s_cluster::ADMIN_COMMON_NAME.to_owned(),
-        groups: vec![
-            r8s_cluster::ADMIN_ORGANIZATION.to_owned(),
-            "system:authenticated".to_owned(),
-        ],
-    });
+    let loopback = server.loopback(r8s_cluster::tls::Identity::authenticated(
+        r8s_cluster::ADMIN_COMMON_NAME.to_owned(),
+        vec![r8s_cluster::ADMIN_ORGANIZATION.to_owned()],
+    ));
     let service = tower::service_fn(move |request| {
         let loopback = loopback.clone();
         async move { Ok::<_, std::convert::Infallible>(loopback.call(request).await) }
