@@ -2,10 +2,10 @@
 //! `crates/apiserver/openapi/README.md`), turned back from the package's JSON Schema form into
 //! the shape kube-apiserver serves them in.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `_definitions.json` of the `kubernetes-validate` 1.37.0 package, gzipped.
 const DEFINITIONS_GZ: &[u8] = include_bytes!("../../openapi/definitions-v1.37.0.json.gz");
@@ -59,14 +59,25 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    /// Decompresses and indexes the embedded data.
+    /// Decompresses and indexes the embedded data, documentation included: what the served
+    /// OpenAPI documents are built from.
     pub fn load() -> Self {
-        let mut text = Vec::new();
-        flate2::read::GzDecoder::new(DEFINITIONS_GZ)
-            .read_to_end(&mut text)
-            .expect("the embedded OpenAPI definitions are gzip");
-        let mut document: Value =
-            serde_json::from_slice(&text).expect("the embedded OpenAPI definitions are JSON");
+        Self::decode(Detail::Documented)
+    }
+
+    /// The embedded data without its `description` texts (four fifths of it), for the server's
+    /// own lookups: patches, field validation and managed fields read the structure only, and
+    /// this copy stays in memory for the server's life.
+    pub fn load_lean() -> Self {
+        Self::decode(Detail::Lean)
+    }
+
+    fn decode(detail: Detail) -> Self {
+        // Streamed from the decompressor, so the 1.8 MB text is never held whole.
+        let text = std::io::BufReader::new(flate2::read::GzDecoder::new(DEFINITIONS_GZ));
+        let mut document = detail
+            .deserialize(&mut serde_json::Deserializer::from_reader(text))
+            .expect("the embedded OpenAPI definitions are JSON");
         let Value::Object(schemas) = document["$defs"].take() else {
             panic!("the embedded OpenAPI definitions have no $defs");
         };
@@ -175,6 +186,82 @@ impl Definitions {
             }
         }
         Some(out)
+    }
+}
+
+/// How much of the embedded data a decode keeps.
+#[derive(Clone, Copy)]
+enum Detail {
+    Documented,
+    /// Drops every `description` whose value is text: a schema's documentation. A property
+    /// named `description` (JSONSchemaProps has one) is an object and stays.
+    Lean,
+}
+
+impl<'de> DeserializeSeed<'de> for Detail {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        match self {
+            Detail::Documented => Value::deserialize(deserializer),
+            Detail::Lean => deserializer.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Detail {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            if key == "description" && value.is_string() {
+                continue;
+            }
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
     }
 }
 

@@ -45,7 +45,7 @@ struct Documents {
 }
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(build);
-static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::load);
+static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::load_lean);
 
 /// The 1.37 schemas, for strategic merge patch and field validation.
 pub fn definitions() -> &'static Definitions {
@@ -53,7 +53,8 @@ pub fn definitions() -> &'static Definitions {
 }
 
 fn build() -> Documents {
-    let definitions = definitions();
+    // The served documents carry the descriptions the server's own copy leaves out.
+    let definitions = &Definitions::load();
     let groups = operations::group_versions(definitions);
     let v2 = to_bytes(&render::swagger(&groups, definitions));
     let mut v3 = BTreeMap::new();

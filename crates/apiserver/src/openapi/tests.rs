@@ -344,3 +344,40 @@ fn every_catalogue_kind_has_an_upstream_schema() {
         assert!(definitions.contains(name), "no schema {name}");
     }
 }
+
+#[test]
+fn the_lean_definitions_drop_documentation_and_keep_structure() {
+    let full = Definitions::load();
+    let lean = Definitions::load_lean();
+    let props = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
+    assert!(full.schema(props).unwrap()["description"].is_string());
+    assert!(lean.schema(props).unwrap().get("description").is_none());
+    // JSONSchemaProps has a field named `description`: a property, not documentation.
+    let field = &lean.schema(props).unwrap()["properties"]["description"];
+    assert!(field.is_object(), "{field}");
+    assert!(field.get("description").is_none());
+    // Apart from documentation, the two are the same data.
+    fn undocumented(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, v)| !(k.as_str() == "description" && v.is_string()))
+                    .map(|(k, v)| (k.clone(), undocumented(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(undocumented).collect()),
+            other => other.clone(),
+        }
+    }
+    let config_map = "io.k8s.api.core.v1.ConfigMap";
+    assert_eq!(
+        lean.of_kind("", "v1", "ConfigMap"),
+        full.of_kind("", "v1", "ConfigMap")
+    );
+    for name in [config_map, props, "io.k8s.api.apps.v1.DeploymentSpec"] {
+        assert_eq!(
+            lean.schema(name).unwrap(),
+            &undocumented(full.schema(name).unwrap())
+        );
+    }
+}
