@@ -80,6 +80,10 @@ impl Default for EmbeddedOptions {
 struct Shared {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    /// Reads running at once. Each holds a blocking thread and a connection with its own page
+    /// cache; past a few per core they only queue inside SQLite, and at start-up every watch
+    /// cache lists at once.
+    reading: tokio::sync::Semaphore,
     /// Every committed batch of events, in revision order.
     events: broadcast::Sender<Arc<[WatchEvent]>>,
     current: AtomicI64,
@@ -105,6 +109,11 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&Shared, &Connection) -> Result<T> + Send + 'static,
     {
+        let _permit = self
+            .reading
+            .acquire()
+            .await
+            .map_err(|e| StoreError::InvalidArgument(format!("store closed: {e}")))?;
         let shared = self.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = shared.readers.lock().expect("reader pool poisoned").pop();
@@ -123,6 +132,11 @@ impl Shared {
         .await
         .map_err(|e| StoreError::InvalidArgument(format!("store read task failed: {e}")))?
     }
+}
+
+/// Two reads per core.
+fn concurrent_reads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// The embedded SQLite store. Opening takes an exclusive lock on the directory: one process
@@ -145,6 +159,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             path: path.clone(),
             readers: Mutex::new(Vec::new()),
+            reading: tokio::sync::Semaphore::new(concurrent_reads()),
             events,
             current: AtomicI64::new(current),
             compacted: AtomicI64::new(compacted),
@@ -496,5 +511,37 @@ mod statement_tests {
                 "re-prepared on new bindings: {sql}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// Every watch cache lists at start-up: the reads queue for a few connections instead of
+    /// each taking a blocking thread and a connection (with its page cache) of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_all_answer_on_a_bounded_set_of_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        store
+            .create("/k", Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+        let store = Arc::new(store);
+        let reads = (0..64).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get("/k").await })
+        });
+        for read in futures::future::join_all(reads).await {
+            let found = read.unwrap().unwrap().expect("the key is there");
+            assert_eq!(&found.value[..], b"v");
+        }
+        let opened = store.shared.readers.lock().unwrap().len();
+        assert!(
+            (1..=concurrent_reads()).contains(&opened),
+            "{opened} reader connections for at most {} reads at once",
+            concurrent_reads()
+        );
     }
 }
