@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential   # cc for SQLite (bundled by rusqlite)
+  lld               # links release builds with their function order (crates/r8s/build.rs)
   protobuf-compiler # protoc for etcd-client's and CRI's gRPC code
   etcd-server       # the etcd backend's tests and the reference in `r8s bench store`
   busybox-static    # tiny test images (scripts/build-test-images.py)
