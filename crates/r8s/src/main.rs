@@ -50,22 +50,7 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc 3's `mimalloc.h` (libmimalloc-sys names no constant).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Hands freed pages back to the kernel at once. mimalloc 3 delays it by a second and runs
-/// the delayed purges only on later allocator calls of the same thread, which an idle server
-/// does not make: 4 MB of freed start-up memory stayed resident. The scheduler benchmark
-/// measured no cost. `MIMALLOC_PURGE_DELAY` still overrides.
-fn purge_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one of mimalloc's option values; any value of this option is valid.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    purge_freed_memory_at_once();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
