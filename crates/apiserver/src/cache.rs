@@ -370,6 +370,17 @@ impl WatchCache {
         &self,
         resource: &'static Resource,
     ) -> Result<Arc<ResourceCache>, ApiError> {
+        self.resource_since(resource, None).await
+    }
+
+    /// [`Self::resource`] for a watch that continues from revision `since`. Caches are made on
+    /// first use, so the list the watch continues may predate this one: a cache made now
+    /// starts at `since` (while the store still has it), lest the watch be refused as too old.
+    pub async fn resource_since(
+        &self,
+        resource: &'static Resource,
+        since: Option<Revision>,
+    ) -> Result<Arc<ResourceCache>, ApiError> {
         let storage = resource.storage();
         let prefix = storage.storage_prefix();
         let mut resources = self.resources.lock().await;
@@ -377,7 +388,15 @@ impl WatchCache {
             return Ok(cache.clone());
         }
         let kind = kinds::behaviour(storage);
-        let (objects, revision) = list(&*self.store, &prefix, kind).await?;
+        let listed = match since {
+            Some(at) => list(&*self.store, &prefix, kind, Some(at)).await.ok(),
+            None => None,
+        };
+        // Compacted (or not reached yet): start now; a watch from before then is expired.
+        let (objects, revision) = match listed {
+            Some(listed) => listed,
+            None => list(&*self.store, &prefix, kind, None).await?,
+        };
         let cache = Arc::new(ResourceCache {
             state: RwLock::new(State {
                 objects,
@@ -397,13 +416,19 @@ impl WatchCache {
     }
 }
 
+/// The objects under `prefix` as of revision `at` (`None`: now).
 async fn list(
     store: &dyn Store,
     prefix: &str,
     kind: &dyn Kind,
+    at: Option<Revision>,
 ) -> Result<(BTreeMap<String, Arc<CachedObject>>, Revision), ApiError> {
+    let options = RangeOptions {
+        revision: at,
+        ..RangeOptions::default()
+    };
     let snapshot = store
-        .range(prefix, RangeOptions::default())
+        .range(prefix, options)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut objects = BTreeMap::new();
@@ -428,7 +453,7 @@ async fn feed(store: Arc<dyn Store>, prefix: String, cache: Arc<ResourceCache>) 
             Err(e) => tracing::warn!(%prefix, error = %e, "watch cache cannot watch the store"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match list(&*store, &prefix, cache.kind).await {
+        match list(&*store, &prefix, cache.kind, None).await {
             Ok((objects, revision)) => {
                 let mut state = cache.state.write().expect("cache lock poisoned");
                 *state = State {
@@ -570,6 +595,37 @@ mod tests {
         assert!(matches!(live.recv().await, Err(RecvError::Lagged(_))));
         put(&cache, last + 1);
         assert_eq!(live.recv().await.unwrap().revision, last + 1);
+    }
+
+    #[tokio::test]
+    async fn a_cache_made_for_a_watch_from_an_earlier_revision_gives_it_every_later_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(r8s_store::EmbeddedStore::open(dir.path(), Default::default()).unwrap());
+        let resource = r8s_api::find("", "v1", "configmaps").expect("configmaps");
+        let key = |n: u32| format!("{}/default/cm-{n}", resource.storage_prefix());
+        let body = || r8s_store::Bytes::from_static(br#"{"metadata":{"name":"cm"}}"#);
+        // The revision of a list the watcher took before any cache of configmaps existed,
+        // then two changes it has not seen.
+        let listed = store.create(&key(1), body(), None).await.unwrap();
+        store.create(&key(2), body(), None).await.unwrap();
+        store.create(&key(3), body(), None).await.unwrap();
+
+        let cache = WatchCache::new(store.clone())
+            .resource_since(resource, Some(listed))
+            .await
+            .unwrap();
+        let mut live = match cache.subscribe(Start::After(listed), "") {
+            Ok(subscription) => subscription.live,
+            Err(e) => panic!("the watch was refused: {}", e.message),
+        };
+        for expected in [key(2), key(3)] {
+            let event = tokio::time::timeout(Duration::from_secs(10), live.recv())
+                .await
+                .expect("no event")
+                .unwrap();
+            assert_eq!(event.key, expected);
+        }
     }
 
     #[tokio::test]

@@ -61,12 +61,26 @@ pub async fn start(
         Some(rev) if rev > 0 && !initial => Start::After(rev),
         _ => Start::Snapshot,
     };
-    let cache = registry.cache.resource(path.resource).await?;
+    let since = match start {
+        Start::After(revision) => Some(revision),
+        Start::Snapshot => None,
+    };
+    let cache = registry.cache.resource_since(path.resource, since).await?;
     let key_prefix = format!(
         "{}/",
         objects::collection(path.resource, path.namespace.as_deref())
     );
-    let subscription = cache.subscribe(start, &key_prefix)?;
+    let subscription = match cache.subscribe(start, &key_prefix) {
+        Ok(subscription) => subscription,
+        // A start older than the cache's history is, as upstream answers it, the stream's one
+        // event (ERROR, 410 Expired): clients re-list on that, while a refused request makes
+        // some (kube-rs) retry the same watch for ever.
+        Err(expired) => {
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx.try_send(line("ERROR", &expired.to_status()));
+            return Ok(rx);
+        }
+    };
     let (tx, rx) = mpsc::channel(256);
     let timeout = query
         .timeout_seconds

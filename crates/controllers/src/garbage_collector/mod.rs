@@ -31,6 +31,8 @@ use resources::{Resources, Watched};
 /// resource that cannot be watched must not stop collection of all the others.
 const SYNC_GRACE: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between looks at a dependent whose owner no informer has shown yet.
+const RECHECK_MAX: Duration = Duration::from_secs(300);
 /// How often the served resources are rediscovered even without a CRD event, as upstream.
 const REDISCOVERY: Duration = Duration::from_secs(30);
 
@@ -102,18 +104,35 @@ impl Collector {
         }
     }
 
-    async fn process(&mut self, uid: &str) -> Result<(), kube::Error> {
+    /// Acts on one object. `Ok(true)`: an owner it keeps was found by a live read, not yet by
+    /// an informer, so the object must be looked at again: should that owner go before its
+    /// informer ever shows it, no event would bring the object back (upstream requeues such
+    /// "virtual" owners the same way).
+    async fn process(&mut self, uid: &str) -> Result<bool, kube::Error> {
         let Some(node) = self.graph.get(uid).cloned() else {
-            return Ok(());
+            return Ok(false);
         };
         let mut owners = Vec::new();
+        let mut unobserved = false;
         if !node.deleting {
             for reference in &node.owners {
-                owners.push((reference.clone(), self.resolve(&node, reference).await));
+                let state = self.resolve(&node, reference).await;
+                unobserved |=
+                    state == OwnerState::Solid && self.graph.get(&reference.uid).is_none();
+                owners.push((reference.clone(), state));
             }
         }
-        let api = self.node_api(&node);
-        match graph::decide(&self.graph, &node, &owners) {
+        self.act(&node, &owners).await?;
+        Ok(unobserved)
+    }
+
+    async fn act(
+        &mut self,
+        node: &Node,
+        owners: &[(OwnerReference, OwnerState)],
+    ) -> Result<(), kube::Error> {
+        let api = self.node_api(node);
+        match graph::decide(&self.graph, node, owners) {
             Step::Nothing => Ok(()),
             Step::Orphan { dependents } => {
                 for dependent in dependents.iter().filter_map(|d| self.graph.get(d)) {
@@ -124,16 +143,16 @@ impl Collector {
                         .collect();
                     self.patch_owners(dependent, remaining).await?;
                 }
-                self.remove_finalizer(&api, &node, ORPHAN).await
+                self.remove_finalizer(&api, node, ORPHAN).await
             }
-            Step::FinishForeground => self.remove_finalizer(&api, &node, FOREGROUND).await,
+            Step::FinishForeground => self.remove_finalizer(&api, node, FOREGROUND).await,
             Step::RemoveReferences { owners } => {
                 let remaining: Vec<&OwnerReference> = node
                     .owners
                     .iter()
                     .filter(|r| !owners.contains(&r.uid))
                     .collect();
-                self.patch_owners(&node, remaining).await
+                self.patch_owners(node, remaining).await
             }
             Step::Delete { foreground } => {
                 let params = DeleteParams {
@@ -214,6 +233,16 @@ struct Monitors {
     crds: Option<usize>,
     /// The served resources may have changed: a CRD changed, or the periodic resync is due.
     rediscover: bool,
+    /// How many times in a row each object was kept for an owner no informer has shown yet.
+    rechecks: HashMap<String, u32>,
+}
+
+/// The wait before the `looks`-th look again at an object kept for an owner no informer has
+/// shown yet: doubling from [`RETRY`], so an owner whose kind cannot be watched costs little.
+fn recheck_delay(looks: u32) -> Duration {
+    RETRY
+        .saturating_mul(1 << looks.saturating_sub(1).min(16))
+        .min(RECHECK_MAX)
 }
 
 impl Monitors {
@@ -367,11 +396,25 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         let synced = monitors.unsynced.is_empty() || grace_over;
         if synced && let Some(uid) = monitors.queue.pop_front() {
             monitors.queued.remove(&uid);
-            if let Err(error) = collector.process(&uid).await {
-                tracing::warn!(%error, uid, "garbage collector");
+            let again = match collector.process(&uid).await {
+                Ok(false) => {
+                    monitors.rechecks.remove(&uid);
+                    None
+                }
+                Ok(true) => {
+                    let looks = monitors.rechecks.entry(uid.clone()).or_default();
+                    *looks += 1;
+                    Some(recheck_delay(*looks))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, uid, "garbage collector");
+                    Some(RETRY)
+                }
+            };
+            if let Some(delay) = again {
                 let tx = retry_tx.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(RETRY).await;
+                    tokio::time::sleep(delay).await;
                     let _ = tx.send(uid);
                 });
             }

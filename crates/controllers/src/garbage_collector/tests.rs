@@ -392,3 +392,16 @@ mod custom_resources {
         assert!(monitors.running.contains_key(&gadgets.unwrap()));
     }
 }
+
+/// A dependent kept for an owner no informer has shown yet is looked at again, less and less
+/// often: soon at first (the owner may go before its informer lists it), never in a hot loop.
+#[test]
+fn looks_again_at_a_dependent_of_an_unobserved_owner_back_off_to_a_ceiling() {
+    use super::{RECHECK_MAX, RETRY, recheck_delay};
+    assert_eq!(recheck_delay(1), RETRY);
+    assert_eq!(recheck_delay(2), RETRY * 2);
+    assert_eq!(recheck_delay(3), RETRY * 4);
+    let delays: Vec<_> = (1..40).map(recheck_delay).collect();
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(*delays.last().unwrap(), RECHECK_MAX);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::TestServer;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 
@@ -119,6 +119,38 @@ async fn kube_rs_watcher_sees_objects_appear() {
     .await
     .expect("the watcher saw the new ConfigMap");
     assert_eq!(seen.data.unwrap()["k"], "1");
+}
+
+/// As upstream answers it: a watch from a revision the watch cache no longer holds is
+/// accepted, and its one event is an ERROR carrying a 410 Expired Status. kube-rs's watcher
+/// re-lists on that; a refused request instead has it retry the same watch for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_revision_the_cache_no_longer_holds_is_an_expired_error_event() {
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    // Makes sure the cache of configmaps exists: it holds the history from here on.
+    let _current = api.watch(&WatchParams::default(), "0").await.unwrap();
+    api.create(&PostParams::default(), &config_map("a", &[], "1"))
+        .await
+        .unwrap();
+    let events: Vec<WatchEvent<ConfigMap>> = tokio::time::timeout(
+        Duration::from_secs(20),
+        api.watch(&WatchParams::default().timeout(10), "1")
+            .await
+            .expect("the watch was refused rather than answered with an ERROR event")
+            .try_collect(),
+    )
+    .await
+    .expect("the watch did not end after its ERROR event")
+    .unwrap();
+    match events.as_slice() {
+        [WatchEvent::Error(status)] => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+            assert!(status.message.contains("too old resource version"));
+        }
+        other => panic!("expected one ERROR event, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
