@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod devcluster;
 mod images;
+mod memory;
 mod server;
 mod sim;
 mod token;
@@ -66,6 +67,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Command::Server(_) | Command::Agent(_)) {
+        memory::purge_at_once_while_starting(memory::START_UP);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
