@@ -4,9 +4,12 @@
 //! and mimalloc purges freed memory only after a delay (1 s by default). In between, new pages
 //! reuse the freed slices dirty: a page that uses a few blocks of a reused 64 KiB slice keeps
 //! all of it resident, and no later collection can give that back, because the page is in
-//! use. Purging at once during start-up leaves the idle server 4–5 MB smaller. After start-up
-//! the delay comes back: purging at every free made each large response fault its buffer in
-//! again (the 10k-object list took twice as long).
+//! use. Purging at once during start-up leaves the idle server 4–5 MB smaller; most of it is
+//! freed in the first second after the API server serves (the first lists), so the window is
+//! timed from the start rather than ended when serving begins. After start-up the delay comes
+//! back: purging at every free made each large response fault its buffer in again (the
+//! 10k-object list took twice as long). A scheduler benchmark that loads the server at once
+//! showed no difference beyond the order its runs were made in.
 
 use std::ffi::{c_int, c_long};
 use std::time::Duration;
@@ -33,11 +36,14 @@ fn set_purge_delay(value: c_long) {
     unsafe { mi_option_set(PURGE_DELAY, value) }
 }
 
-/// Purges at once for `window`, then goes back to the delay in force before. A delay already
-/// chosen by the user (`MIMALLOC_PURGE_DELAY=0`, or `-1`: never purge) is left alone.
+/// Purges at once for `window`, then goes back to the delay in force before. A delay the
+/// user chose (`MIMALLOC_PURGE_DELAY`, or its old name) is left alone.
 pub fn purge_at_once_while_starting(window: Duration) -> Option<std::thread::JoinHandle<()>> {
+    let chosen = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
     let delay = purge_delay();
-    if delay <= 0 {
+    if chosen || delay <= 0 {
         return None;
     }
     set_purge_delay(0);
