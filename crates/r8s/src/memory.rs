@@ -21,6 +21,8 @@ pub const START_UP: Duration = Duration::from_secs(15);
 /// `mi_option_purge_delay` in mimalloc 3's `mi_option_t`.
 const PURGE_DELAY: c_int = 15;
 
+// Declared here: libmimalloc-sys names these only under its `extended` feature, which pulls in
+// one more crate for two declarations of functions the linked library has anyway.
 unsafe extern "C" {
     fn mi_option_get(option: c_int) -> c_long;
     fn mi_option_set(option: c_int, value: c_long);
