@@ -126,7 +126,21 @@ pub struct ResourceCache {
     /// Bumped by every event applied and every re-list, to wake live watchers. Not `fresh`:
     /// progress can move that past an event not yet applied, which would then wake no one.
     applied: tokio::sync::watch::Sender<Revision>,
+    hints: std::sync::Mutex<Hints>,
 }
+
+/// Objects this process wrote, already in the cache's form, handed over ahead of their store
+/// events so those need not be decoded and serialized again. One whose event was applied
+/// first is refused; ones whose event never comes (the cache re-listed) are pruned.
+#[derive(Default)]
+struct Hints {
+    /// The revision of the last event applied.
+    applied: Revision,
+    objects: HashMap<String, (Revision, Arc<CachedObject>)>,
+}
+
+/// Hints kept before those whose events have passed are pruned.
+const MAX_HINTS: usize = 4096;
 
 /// Where a new watch starts.
 pub enum Start {
@@ -307,19 +321,48 @@ impl ResourceCache {
         (objects, revision)
     }
 
+    /// Hands over `object`, which a writer in this process stored at `key` as of `revision`
+    /// (with that resourceVersion, in its stored form), for the event of that write.
+    pub fn hint(&self, key: &str, revision: Revision, object: &Value) {
+        if self.hints.lock().expect("hints lock poisoned").applied >= revision {
+            return;
+        }
+        let cached = Arc::new(CachedObject::new(object, self.kind));
+        let mut hints = self.hints.lock().expect("hints lock poisoned");
+        if hints.applied < revision {
+            hints.objects.insert(key.to_owned(), (revision, cached));
+        }
+    }
+
+    /// The hinted object of the put of `key` at `revision`, if a writer gave one.
+    fn hinted(&self, key: &str, revision: Revision) -> Option<Arc<CachedObject>> {
+        let mut hints = self.hints.lock().expect("hints lock poisoned");
+        hints.applied = revision;
+        let hinted = hints.objects.remove(key);
+        if hints.objects.len() > MAX_HINTS {
+            hints.objects.retain(|_, (at, _)| *at > revision);
+        }
+        hinted.filter(|(at, _)| *at == revision).map(|(_, o)| o)
+    }
+
     fn apply(&self, event: r8s_store::WatchEvent) {
         let revision = event.revision();
+        let hinted = match event.kind {
+            EventKind::Put => self.hinted(&event.kv.key, revision),
+            EventKind::Delete => None,
+        };
         let mut state = self.state.write().expect("cache lock poisoned");
         let previous = state.objects.get(&event.kv.key).cloned();
-        let object = match event.kind {
-            EventKind::Put => match objects::decode(&event.kv.value, revision) {
+        let object = match (event.kind, hinted) {
+            (EventKind::Put, Some(hinted)) => hinted,
+            (EventKind::Put, None) => match objects::decode(&event.kv.value, revision) {
                 Ok(object) => Arc::new(CachedObject::new(&object, self.kind)),
                 Err(e) => {
                     tracing::warn!(key = %event.kv.key, error = %e, "undecodable object skipped");
                     return;
                 }
             },
-            EventKind::Delete => {
+            (EventKind::Delete, _) => {
                 let Some(last) = &previous else { return };
                 let mut last = last.value();
                 objects::set_resource_version(&mut last, revision);
@@ -373,6 +416,13 @@ impl WatchCache {
         self.resource_since(resource, None).await
     }
 
+    /// The cache of `resource`'s stored objects if one is running; never starts one, and
+    /// answers none rather than wait while one is being made.
+    pub fn existing(&self, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
+        let resources = self.resources.try_lock().ok()?;
+        resources.get(&resource.storage_prefix()).cloned()
+    }
+
     /// [`Self::resource`] for a watch that continues from revision `since`. Caches are made on
     /// first use, so the list the watch continues may predate this one: a cache made now
     /// starts at `since` (while the store still has it), lest the watch be refused as too old.
@@ -409,6 +459,7 @@ impl WatchCache {
             fresh: tokio::sync::watch::channel(revision).0,
             progress_wanted: tokio::sync::Notify::new(),
             applied: tokio::sync::watch::channel(revision).0,
+            hints: Default::default(),
         });
         tokio::spawn(feed(self.store.clone(), prefix.clone(), cache.clone()));
         resources.insert(prefix, cache.clone());
@@ -528,6 +579,7 @@ mod tests {
             fresh: tokio::sync::watch::channel(1).0,
             progress_wanted: tokio::sync::Notify::new(),
             applied: tokio::sync::watch::channel(1).0,
+            hints: Default::default(),
         })
     }
 
@@ -543,6 +595,40 @@ mod tests {
             },
             prev: None,
         });
+    }
+
+    #[test]
+    fn a_put_a_writer_hinted_is_taken_as_hinted_and_a_late_hint_is_refused() {
+        let cache = cache();
+        let key = "/registry/configmaps/default/cm-2";
+        // The hint differs from the stored bytes only so the test can tell which was used.
+        let hinted = serde_json::json!({"metadata": {"name": "cm", "resourceVersion": "2"}, "data": {"from": "hint"}});
+        cache.hint(key, 2, &hinted);
+        put(&cache, 2);
+        assert_eq!(cache.get(key).unwrap().value(), hinted);
+        // Its event has been applied: a hint for it now would never be taken.
+        cache.hint(key, 2, &hinted);
+        put(&cache, 3);
+        assert!(cache.hints.lock().unwrap().objects.is_empty());
+        // Without a hint the stored bytes are decoded.
+        assert_eq!(
+            cache
+                .get("/registry/configmaps/default/cm-3")
+                .unwrap()
+                .value(),
+            serde_json::json!({"metadata": {"name": "cm", "resourceVersion": "3"}})
+        );
+    }
+
+    #[test]
+    fn hints_whose_events_never_come_are_pruned() {
+        let cache = cache();
+        for n in 0..=MAX_HINTS {
+            let key = format!("/registry/configmaps/default/lost-{n}");
+            cache.hint(&key, 10, &serde_json::json!({}));
+        }
+        put(&cache, 11);
+        assert!(cache.hints.lock().unwrap().objects.is_empty());
     }
 
     #[tokio::test]

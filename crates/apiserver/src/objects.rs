@@ -71,13 +71,42 @@ pub fn set_resource_version(object: &mut Value, revision: Revision) {
 
 /// The bytes stored for an object: everything but its resourceVersion.
 pub fn encode(object: &Value) -> Result<bytes::Bytes, ApiError> {
-    let mut object = object.clone();
-    if let Some(meta) = object["metadata"].as_object_mut() {
-        meta.remove("resourceVersion");
+    serde_json::to_vec(&Skipping {
+        object,
+        path: &["metadata", "resourceVersion"],
+    })
+    .map(bytes::Bytes::from)
+    .map_err(|e| ApiError::internal(format!("object does not encode: {e}")))
+}
+
+/// An object serialized without the field at `path`, written as it goes rather than copied
+/// without it first: every write encodes its object.
+struct Skipping<'a> {
+    object: &'a Value,
+    path: &'a [&'a str],
+}
+
+impl serde::Serialize for Skipping<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (Value::Object(map), [first, rest @ ..]) = (self.object, self.path) else {
+            return self.object.serialize(serializer);
+        };
+        let skipped = rest.is_empty() && map.contains_key(*first);
+        let mut out = serializer.serialize_map(Some(map.len() - usize::from(skipped)))?;
+        for (key, value) in map {
+            if key != first {
+                out.serialize_entry(key, value)?;
+            } else if !rest.is_empty() {
+                let inner = Skipping {
+                    object: value,
+                    path: rest,
+                };
+                out.serialize_entry(key, &inner)?;
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&object)
-        .map(bytes::Bytes::from)
-        .map_err(|e| ApiError::internal(format!("object does not encode: {e}")))
 }
 
 pub fn now_rfc3339() -> String {
@@ -244,5 +273,29 @@ impl Query {
                 .map(Some)
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version_and_keep_everything_else() {
+        let object = json!({
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"resourceVersion": "x"}},
+            "data": {"resourceVersion": "y"},
+        });
+        let stored: Value = serde_json::from_slice(&encode(&object).unwrap()).unwrap();
+        let mut expected = object.clone();
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert_eq!(stored, expected);
+        let odd = json!({"metadata": "not an object", "n": 1});
+        let stored: Value = serde_json::from_slice(&encode(&odd).unwrap()).unwrap();
+        assert_eq!(stored, odd);
     }
 }

@@ -122,27 +122,35 @@ impl Registry {
     /// Namespaced objects live in an existing, non-terminating namespace (NamespaceLifecycle).
     async fn check_namespace(&self, namespace: &str, creating: bool) -> Result<(), ApiError> {
         let ns = r8s_api::find("", "v1", "namespaces").expect("catalogue has namespaces");
-        let kv = self
-            .store
-            .get(&objects::key(ns, None, namespace))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let Some(kv) = kv else {
+        let key = objects::key(ns, None, namespace);
+        // The watch cache's copy when it has one, as upstream's NamespaceLifecycle reads its
+        // informer; a namespace it has not seen yet is looked up in the store.
+        let cached = self.cache.existing(ns).and_then(|cache| cache.get(&key));
+        let object = match cached {
+            Some(cached) => Some(cached.value()),
+            None => {
+                let kv = self
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                kv.map(|kv| objects::decode(&kv.value, kv.mod_revision))
+                    .transpose()?
+            }
+        };
+        let Some(object) = object else {
             return Err(ApiError::not_found(Subject {
                 group: "",
                 plural: "namespaces",
                 name: namespace,
             }));
         };
-        if creating {
-            let object = objects::decode(&kv.value, kv.mod_revision)?;
-            if object["status"]["phase"] == "Terminating"
-                || !object["metadata"]["deletionTimestamp"].is_null()
-            {
-                return Err(ApiError::forbidden(format!(
-                    "unable to create new content in namespace {namespace} because it is being terminated"
-                )));
-            }
+        let terminating = object["status"]["phase"] == "Terminating"
+            || !object["metadata"]["deletionTimestamp"].is_null();
+        if creating && terminating {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            )));
         }
         Ok(())
     }
@@ -507,7 +515,19 @@ impl Registry {
             }
         };
         objects::set_resource_version(&mut object, revision);
+        self.hint(resource, &key, revision, &object);
         Ok((object, warnings))
+    }
+
+    /// Hands a just-written object to its watch cache, which then need not decode its event
+    /// again; only for objects stored as they are served.
+    fn hint(&self, resource: &'static Resource, key: &str, revision: Revision, object: &Value) {
+        if resource.stored_as.is_some() || crate::crd::conversion::of(resource).is_some() {
+            return;
+        }
+        if let Some(cache) = self.cache.existing(resource) {
+            cache.hint(key, revision, object);
+        }
     }
 
     /// PUT: replaces the object (or, for the status subresource, its status only).
@@ -720,7 +740,10 @@ impl Registry {
             .await
     }
 
-    /// `modify`, recording field ownership as `tracking` says.
+    /// `modify`, recording field ownership as `tracking` says. The first attempt starts from
+    /// the watch cache's copy when there is one, as upstream's GuaranteedUpdate starts from
+    /// its cached object: most writes then need no store read. A copy may be stale, so a
+    /// cached start that races, fails or changes nothing is decided again on the store's.
     pub(crate) async fn modify_tracked<F>(
         &self,
         path: &ResourcePath,
@@ -733,124 +756,184 @@ impl Registry {
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
-        let manager = query.manager();
-        let key = objects::key(path.resource, path.namespace.as_deref(), name);
-        let subject = Self::subject(path, name);
+        let mut from_cache = !query.dry_run;
         for _ in 0..MAX_RETRIES {
-            let current = self.get(path, name).await?;
-            let current_rev: Revision = current["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|rv| rv.parse().ok())
-                .unwrap_or_default();
-            if expected.is_some_and(|e| e != current_rev) {
-                return Err(ApiError::from_store(
-                    StoreError::Conflict {
-                        key: key.clone(),
-                        expected: expected.unwrap_or_default(),
-                        current: Box::new(r8s_store::KeyValue {
-                            key: key.clone(),
-                            value: Bytes::new(),
-                            create_revision: 0,
-                            mod_revision: current_rev,
-                        }),
-                    },
-                    subject,
-                ));
-            }
-            let mut updated = change(&current)?;
-            let admission = Attributes {
-                resource: path.resource,
-                subresource: path.subresource.as_deref(),
-                operation: Operation::Update,
-                namespace: path.namespace.as_deref(),
-                name,
-                old: Some(&current),
-                user: query.user.as_ref(),
-                dry_run: query.dry_run,
+            let cached = if from_cache {
+                self.cached(path, name)
+            } else {
+                None
             };
-            admission::admit(self, &admission, &mut updated).await?;
-            if let Tracking::Update(subresource) = tracking {
-                managed::record_update(
-                    path.resource,
-                    subresource,
-                    Some(&current),
-                    &mut updated,
-                    &manager,
-                );
-            }
-            if updated == current {
-                return Ok(current);
-            }
-            let kind = kinds::behaviour(path.resource);
-            let mut problems = kind.validate(&updated);
-            problems.extend(kind.immutable_fields(&current, &updated));
-            if !problems.is_empty() {
-                let (kind, group) = (path.resource.kind, path.resource.group);
-                return Err(ApiError::invalid(kind, group, name, problems));
-            }
-            crate::crd::admit(path.resource, &mut updated, Some(&current))?;
-            admission::prepare_policy(path.resource, path.subresource.as_deref(), &mut updated)?;
-            admission::validate(self, &admission, &updated).await?;
-            if query.dry_run {
-                return Ok(self.to_store(path.resource, updated).await?.1);
-            }
-            let old_claims = allocator::held(&kind.allocations(&current), &current);
-            if finalized(path.resource, &updated) {
-                // The last finalizer is gone from an object being deleted: it goes now.
-                return match self.store.delete(&key, Some(current_rev)).await {
-                    Ok(_) => {
-                        self.allocator.release(&old_claims).await;
-                        Ok(updated)
-                    }
-                    Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
-                    Err(e) => Err(ApiError::from_store(e, subject)),
-                };
-            }
-            let owner = Owner {
-                resource: path.resource,
-                namespace: path.namespace.as_deref(),
-                name,
+            from_cache = cached.is_some();
+            let current = match cached {
+                Some(current) => current,
+                None => self.get(path, name).await?,
             };
-            let wanted = kind.allocations(&updated);
-            let claims = self
-                .allocator
-                .claim(
-                    &mut updated,
-                    &wanted,
-                    &old_claims,
-                    &owner,
-                    path.resource.kind,
-                )
-                .await?;
-            kind.after_allocation(&mut updated);
-            let (stored, mut updated) = self.to_store(path.resource, updated).await?;
-            let written = self.store.update(&key, stored, current_rev, None).await;
-            match written {
-                Ok(revision) => {
-                    let kept = allocator::held(&kind.allocations(&updated), &updated);
-                    let freed: Vec<Claim> = old_claims
-                        .into_iter()
-                        .filter(|c| !kept.contains(c))
-                        .collect();
-                    self.allocator.release(&freed).await;
-                    objects::set_resource_version(&mut updated, revision);
-                    return Ok(updated);
-                }
-                Err(StoreError::Conflict { .. }) if expected.is_none() => {
-                    self.allocator.release(&claims).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.allocator.release(&claims).await;
-                    return Err(ApiError::from_store(e, subject));
-                }
+            let attempt = self
+                .attempt(path, name, query, expected, tracking, &change, current)
+                .await;
+            match attempt {
+                Ok(Attempt::Done(written)) => return Ok(written),
+                Ok(Attempt::Unchanged(current)) if !from_cache => return Ok(current),
+                Err(e) if !from_cache => return Err(e),
+                _ => from_cache = false,
             }
         }
         Err(ApiError::conflict(
-            subject,
+            Self::subject(path, name),
             "too many concurrent writers; try again",
         ))
     }
+
+    /// The watch cache's copy of an object, as `path`'s resource serves it; none when no
+    /// cache runs for it, the cache lacks it, or serving it takes a conversion webhook.
+    fn cached(&self, path: &ResourcePath, name: &str) -> Option<Value> {
+        if crate::crd::conversion::by_webhook(path.resource) {
+            return None;
+        }
+        let cache = self.cache.existing(path.resource)?;
+        let key = objects::key(path.resource, path.namespace.as_deref(), name);
+        Some(cache.get(&key)?.value_as(path.resource))
+    }
+
+    /// One read-change-write from `current`.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt<F>(
+        &self,
+        path: &ResourcePath,
+        name: &str,
+        query: &Query,
+        expected: Option<Revision>,
+        tracking: Tracking<'_>,
+        change: &F,
+        current: Value,
+    ) -> Result<Attempt, ApiError>
+    where
+        F: Fn(&Value) -> Result<Value, ApiError>,
+    {
+        let manager = query.manager();
+        let key = objects::key(path.resource, path.namespace.as_deref(), name);
+        let subject = Self::subject(path, name);
+        let current_rev: Revision = current["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|rv| rv.parse().ok())
+            .unwrap_or_default();
+        if expected.is_some_and(|e| e != current_rev) {
+            return Err(ApiError::from_store(
+                StoreError::Conflict {
+                    key: key.clone(),
+                    expected: expected.unwrap_or_default(),
+                    current: Box::new(r8s_store::KeyValue {
+                        key: key.clone(),
+                        value: Bytes::new(),
+                        create_revision: 0,
+                        mod_revision: current_rev,
+                    }),
+                },
+                subject,
+            ));
+        }
+        let mut updated = change(&current)?;
+        let admission = Attributes {
+            resource: path.resource,
+            subresource: path.subresource.as_deref(),
+            operation: Operation::Update,
+            namespace: path.namespace.as_deref(),
+            name,
+            old: Some(&current),
+            user: query.user.as_ref(),
+            dry_run: query.dry_run,
+        };
+        admission::admit(self, &admission, &mut updated).await?;
+        if let Tracking::Update(subresource) = tracking {
+            managed::record_update(
+                path.resource,
+                subresource,
+                Some(&current),
+                &mut updated,
+                &manager,
+            );
+        }
+        if updated == current {
+            return Ok(Attempt::Unchanged(current));
+        }
+        let kind = kinds::behaviour(path.resource);
+        let mut problems = kind.validate(&updated);
+        problems.extend(kind.immutable_fields(&current, &updated));
+        if !problems.is_empty() {
+            let (kind, group) = (path.resource.kind, path.resource.group);
+            return Err(ApiError::invalid(kind, group, name, problems));
+        }
+        crate::crd::admit(path.resource, &mut updated, Some(&current))?;
+        admission::prepare_policy(path.resource, path.subresource.as_deref(), &mut updated)?;
+        admission::validate(self, &admission, &updated).await?;
+        if query.dry_run {
+            return Ok(Attempt::Done(
+                self.to_store(path.resource, updated).await?.1,
+            ));
+        }
+        let old_claims = allocator::held(&kind.allocations(&current), &current);
+        if finalized(path.resource, &updated) {
+            // The last finalizer is gone from an object being deleted: it goes now.
+            return match self.store.delete(&key, Some(current_rev)).await {
+                Ok(_) => {
+                    self.allocator.release(&old_claims).await;
+                    Ok(Attempt::Done(updated))
+                }
+                Err(StoreError::Conflict { .. }) if expected.is_none() => Ok(Attempt::Raced),
+                Err(e) => Err(ApiError::from_store(e, subject)),
+            };
+        }
+        let owner = Owner {
+            resource: path.resource,
+            namespace: path.namespace.as_deref(),
+            name,
+        };
+        let wanted = kind.allocations(&updated);
+        let claims = self
+            .allocator
+            .claim(
+                &mut updated,
+                &wanted,
+                &old_claims,
+                &owner,
+                path.resource.kind,
+            )
+            .await?;
+        kind.after_allocation(&mut updated);
+        let (stored, mut updated) = self.to_store(path.resource, updated).await?;
+        let written = self.store.update(&key, stored, current_rev, None).await;
+        match written {
+            Ok(revision) => {
+                let kept = allocator::held(&kind.allocations(&updated), &updated);
+                let freed: Vec<Claim> = old_claims
+                    .into_iter()
+                    .filter(|c| !kept.contains(c))
+                    .collect();
+                self.allocator.release(&freed).await;
+                objects::set_resource_version(&mut updated, revision);
+                self.hint(path.resource, &key, revision, &updated);
+                Ok(Attempt::Done(updated))
+            }
+            Err(StoreError::Conflict { .. }) if expected.is_none() => {
+                self.allocator.release(&claims).await;
+                Ok(Attempt::Raced)
+            }
+            Err(e) => {
+                self.allocator.release(&claims).await;
+                Err(ApiError::from_store(e, subject))
+            }
+        }
+    }
+}
+
+/// How one read-change-write ended.
+enum Attempt {
+    /// Written (or, for a dry run, what would be): the object now.
+    Done(Value),
+    /// The change changed nothing: the object as it was read.
+    Unchanged(Value),
+    /// Another writer got in between.
+    Raced,
 }
 
 #[derive(Clone, Copy)]

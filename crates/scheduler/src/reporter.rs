@@ -3,7 +3,7 @@
 //! FailedScheduling, Preempted). Written by a background task so scheduling never waits on them;
 //! repeated events become a series, as upstream's event broadcaster does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ impl Reporter {
         let recorder = Arc::new(Recorder {
             client,
             instance: format!("{SCHEDULER_NAME}-{instance}"),
-            series: Mutex::new(HashMap::new()),
+            series: Mutex::default(),
         });
         tokio::spawn(receiver.for_each_concurrent(CONCURRENCY, move |report| {
             let recorder = recorder.clone();
@@ -94,10 +94,72 @@ struct Series {
     first: Instant,
 }
 
+/// The event series of the last [`SERIES_WINDOW`], forgotten in the order they began: a
+/// scheduler writes an event per pod, so looking at every series on each event would make a
+/// burst of pods cost the square of its size.
+#[derive(Default)]
+struct SeriesBook {
+    series: HashMap<String, Series>,
+    began: VecDeque<(Instant, String)>,
+}
+
+impl SeriesBook {
+    fn forget_before(&mut self, cutoff: Instant) {
+        while let Some((first, _)) = self.began.front()
+            && *first < cutoff
+        {
+            let (first, key) = self.began.pop_front().expect("just seen");
+            // A key that began again since is a newer series, kept.
+            if self.series.get(&key).is_some_and(|s| s.first == first) {
+                self.series.remove(&key);
+            }
+        }
+    }
+
+    /// Counts one more event of the series `key` at `now`; answers the series (name and
+    /// namespace) when this repeat is the one upstream writes, and whether the series is new.
+    fn observe(&mut self, key: &str, now: Instant) -> Observed {
+        if let Some(cutoff) = now.checked_sub(SERIES_WINDOW) {
+            self.forget_before(cutoff);
+        }
+        match self.series.get_mut(key) {
+            // Upstream writes the series when it starts and then only on its heartbeat.
+            Some(s) => {
+                s.count += 1;
+                match s.count {
+                    2 => Observed::Repeated(s.name.clone(), s.namespace.clone()),
+                    _ => Observed::Counted,
+                }
+            }
+            None => Observed::New,
+        }
+    }
+
+    fn begin(&mut self, key: String, name: String, namespace: String, now: Instant) {
+        self.began.push_back((now, key.clone()));
+        self.series.insert(
+            key,
+            Series {
+                name,
+                namespace,
+                count: 1,
+                first: now,
+            },
+        );
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Observed {
+    New,
+    Repeated(String, String),
+    Counted,
+}
+
 struct Recorder {
     client: Client,
     instance: String,
-    series: Mutex<HashMap<String, Series>>,
+    series: Mutex<SeriesBook>,
 }
 
 impl Recorder {
@@ -188,35 +250,25 @@ impl Recorder {
             pod.namespace, pod.name, pod.uid, reason, note
         );
         let events: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let repeat = {
-            let mut series = self.series.lock().unwrap();
-            series.retain(|_, s| s.first.elapsed() < SERIES_WINDOW);
-            match series.get_mut(&key) {
-                Some(s) => {
-                    s.count += 1;
-                    // Upstream writes the series when it starts and then only on its heartbeat.
-                    (s.count == 2).then(|| (s.name.clone(), s.namespace.clone()))
+        let observed = self.series.lock().unwrap().observe(&key, Instant::now());
+        match observed {
+            Observed::New => {}
+            Observed::Counted => return,
+            Observed::Repeated(name, namespace) => {
+                let series = EventSeries {
+                    count: 2,
+                    last_observed_time: MicroTime(Timestamp::now()),
+                };
+                let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+                let patch = json!({"series": series});
+                if let Err(error) = events
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    tracing::debug!(%error, "cannot update event series");
                 }
-                None => None,
+                return;
             }
-        };
-        if let Some((name, namespace)) = repeat {
-            let series = EventSeries {
-                count: 2,
-                last_observed_time: MicroTime(Timestamp::now()),
-            };
-            let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-            let patch = json!({"series": series});
-            if let Err(error) = events
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-            {
-                tracing::debug!(%error, "cannot update event series");
-            }
-            return;
-        }
-        if self.series.lock().unwrap().contains_key(&key) {
-            return;
         }
         let now = Timestamp::now();
         let name = format!("{}.{:x}", pod.name, now.as_nanosecond());
@@ -244,17 +296,52 @@ impl Recorder {
             }),
             ..Default::default()
         };
-        self.series.lock().unwrap().insert(
-            key,
-            Series {
-                name,
-                namespace: pod.namespace.clone(),
-                count: 1,
-                first: Instant::now(),
-            },
-        );
+        self.series
+            .lock()
+            .unwrap()
+            .begin(key, name, pod.namespace.clone(), Instant::now());
         if let Err(error) = events.create(&PostParams::default(), &event).await {
             tracing::debug!(%error, pod = %pod.key(), reason, "cannot write event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeat_is_written_once_then_counted_until_the_series_ages_out() {
+        let mut book = SeriesBook::default();
+        let start = Instant::now();
+        assert_eq!(book.observe("k", start), Observed::New);
+        book.begin("k".into(), "ev".into(), "ns".into(), start);
+        let later = start + Duration::from_secs(1);
+        assert_eq!(
+            book.observe("k", later),
+            Observed::Repeated("ev".into(), "ns".into())
+        );
+        assert_eq!(book.observe("k", later), Observed::Counted);
+        let aged = start + SERIES_WINDOW + Duration::from_secs(1);
+        assert_eq!(book.observe("k", aged), Observed::New);
+        assert!(book.began.is_empty());
+    }
+
+    #[test]
+    fn a_series_begun_again_is_not_forgotten_with_its_predecessor() {
+        let mut book = SeriesBook::default();
+        let start = Instant::now();
+        book.begin("k".into(), "first".into(), "ns".into(), start);
+        book.begin("other".into(), "o".into(), "ns".into(), start);
+        // The same key begins again (after the old series was dropped elsewhere).
+        let again = start + Duration::from_secs(10);
+        book.series.remove("k");
+        book.begin("k".into(), "second".into(), "ns".into(), again);
+        let past_first = start + SERIES_WINDOW + Duration::from_secs(1);
+        assert_eq!(
+            book.observe("k", past_first),
+            Observed::Repeated("second".into(), "ns".into())
+        );
+        assert!(!book.series.contains_key("other"));
     }
 }

@@ -38,23 +38,24 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// A set without ignored and reset fields.
-    pub fn filter(&self, set: &FieldSet) -> FieldSet {
-        let mut ignored = FieldSet::new();
-        for field in TOP_LEVEL_IGNORED.iter().chain(["metadata"].iter()) {
-            ignored.insert(&[PathElement::Field((*field).to_owned())]);
-        }
-        for field in METADATA_IGNORED {
-            ignored.insert(&[
-                PathElement::Field("metadata".to_owned()),
-                PathElement::Field((*field).to_owned()),
-            ]);
-        }
-        let stripped = set.difference(&ignored);
-        match self.only {
-            Some(only) => stripped.only_under(only),
-            None => stripped.without_under(&self.reset),
-        }
+    /// A set without ignored and reset fields (in place: every write filters its sets).
+    pub fn filter(&self, mut set: FieldSet) -> FieldSet {
+        set.retain_top_level(|element, has_children| {
+            let PathElement::Field(field) = element else {
+                return self.only.is_none();
+            };
+            let field = field.as_str();
+            // `metadata` itself is never owned, but fields under it are.
+            let ignored =
+                !has_children && (TOP_LEVEL_IGNORED.contains(&field) || field == "metadata");
+            let in_scope = match self.only {
+                Some(only) => only.contains(&field),
+                None => !self.reset.contains(&field),
+            };
+            in_scope && !ignored
+        });
+        set.remove_members_of("metadata", METADATA_IGNORED);
+        set
     }
 }
 
@@ -90,8 +91,8 @@ pub fn update(
     now: &str,
 ) -> Result<Vec<Entry>, String> {
     let comparison = compare(live, new, scope.ty)?;
-    let changed = scope.filter(&comparison.changed());
-    let removed = scope.filter(&comparison.removed);
+    let changed = scope.filter(comparison.changed());
+    let removed = scope.filter(comparison.removed);
     if changed.is_empty() && removed.is_empty() {
         return Ok(entries);
     }
@@ -153,7 +154,7 @@ pub fn apply(
         entries = update(scope, &empty, live_object, Vec::new(), &before, now)
             .map_err(ApplyError::Invalid)?;
     }
-    let applied = scope.filter(&fields_of(config, scope.ty).map_err(ApplyError::Invalid)?);
+    let applied = scope.filter(fields_of(config, scope.ty).map_err(ApplyError::Invalid)?);
     let merged = merge(live_object, config, scope.ty).map_err(ApplyError::Invalid)?;
     let mine = writer.entry(Operation::Apply);
     let (last, time) = match entries.iter().position(|e| e.same_manager(&mine)) {
@@ -175,8 +176,8 @@ pub fn apply(
         None => merged,
     };
     let comparison = compare(live_object, &object, scope.ty).map_err(ApplyError::Invalid)?;
-    let changed = scope.filter(&comparison.changed());
-    let removed = scope.filter(&comparison.removed);
+    let changed = scope.filter(comparison.changed());
+    let removed = scope.filter(comparison.removed);
     let conflicts: Vec<(Entry, FieldSet)> = entries
         .iter()
         .filter_map(|e| {

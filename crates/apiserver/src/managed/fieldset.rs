@@ -292,38 +292,25 @@ impl FieldSet {
         FieldSet { members, children }
     }
 
-    /// Keeps only the paths under the given top-level fields (none given: everything).
-    pub fn only_under(&self, fields: &[&str]) -> FieldSet {
-        let wanted =
-            |e: &PathElement| matches!(e, PathElement::Field(f) if fields.contains(&f.as_str()));
-        FieldSet {
-            members: self.members.iter().filter(|e| wanted(e)).cloned().collect(),
-            children: self
-                .children
-                .iter()
-                .filter(|(e, _)| wanted(e))
-                .map(|(e, c)| (e.clone(), c.clone()))
-                .collect(),
-        }
+    /// Keeps only the top-level members and children (fields with something under them)
+    /// that `keep` accepts; it is told which of the two it is asked about.
+    pub fn retain_top_level(&mut self, keep: impl Fn(&PathElement, bool) -> bool) {
+        self.members.retain(|e| keep(e, false));
+        self.children.retain(|e, _| keep(e, true));
     }
 
-    /// Drops the given top-level fields and everything under them.
-    pub fn without_under(&self, fields: &[&str]) -> FieldSet {
-        let unwanted =
-            |e: &PathElement| matches!(e, PathElement::Field(f) if fields.contains(&f.as_str()));
-        FieldSet {
-            members: self
-                .members
-                .iter()
-                .filter(|e| !unwanted(e))
-                .cloned()
-                .collect(),
-            children: self
-                .children
-                .iter()
-                .filter(|(e, _)| !unwanted(e))
-                .map(|(e, c)| (e.clone(), c.clone()))
-                .collect(),
+    /// Removes the members named `fields` from the child at top-level field `parent` (and
+    /// the child, once empty).
+    pub fn remove_members_of(&mut self, parent: &str, fields: &[&str]) {
+        let parent = PathElement::Field(parent.to_owned());
+        let Some(child) = self.children.get_mut(&parent) else {
+            return;
+        };
+        child
+            .members
+            .retain(|e| !matches!(e, PathElement::Field(f) if fields.contains(&f.as_str())));
+        if child.is_empty() {
+            self.children.remove(&parent);
         }
     }
 

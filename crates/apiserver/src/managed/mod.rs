@@ -297,8 +297,8 @@ fn release_in_other_versions(
             continue;
         };
         let released = scope
-            .filter(&comparison.changed())
-            .union(&scope.filter(&comparison.removed));
+            .filter(comparison.changed())
+            .union(&scope.filter(comparison.removed));
         for entry in entries.iter_mut().filter(|e| e.api_version == version) {
             let lost = entry.fields.intersection(&released);
             if !lost.is_empty() {
