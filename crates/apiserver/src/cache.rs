@@ -42,7 +42,7 @@ pub struct CachedObject {
 impl CachedObject {
     fn new(object: &Value, kind: &dyn Kind) -> Self {
         Self {
-            json: object.to_string().into(),
+            json: serde_json::to_string(object).unwrap_or_default().into(),
             selectable: selectors::selectable(object, kind),
             served: OnceLock::new(),
         }
@@ -421,6 +421,37 @@ impl WatchCache {
     pub fn existing(&self, resource: &'static Resource) -> Option<Arc<ResourceCache>> {
         let resources = self.resources.try_lock().ok()?;
         resources.get(&resource.storage_prefix()).cloned()
+    }
+
+    /// Installs a cache of `resource` holding `objects` (key, object with its resourceVersion)
+    /// that nothing feeds: a cache as stale as a test needs.
+    #[cfg(test)]
+    pub(crate) async fn install_unfed(
+        &self,
+        resource: &'static Resource,
+        objects: Vec<(String, Value)>,
+    ) {
+        let kind = kinds::behaviour(resource.storage());
+        let objects = objects
+            .into_iter()
+            .map(|(key, object)| (key, Arc::new(CachedObject::new(&object, kind))))
+            .collect();
+        let cache = Arc::new(ResourceCache {
+            state: RwLock::new(State {
+                objects,
+                revision: 1,
+                floor: 1,
+                history: VecDeque::new(),
+                epoch: 0,
+            }),
+            kind,
+            fresh: tokio::sync::watch::channel(1).0,
+            progress_wanted: tokio::sync::Notify::new(),
+            applied: tokio::sync::watch::channel(1).0,
+            hints: Default::default(),
+        });
+        let mut resources = self.resources.lock().await;
+        resources.insert(resource.storage_prefix(), cache);
     }
 
     /// [`Self::resource`] for a watch that continues from revision `since`. Caches are made on

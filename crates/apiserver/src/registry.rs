@@ -1244,3 +1244,113 @@ fn prune(resource: &Resource, object: &mut Value, query: &Query) -> Result<Vec<S
         Validation::Ignore => Ok(Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use r8s_store::{EmbeddedOptions, EmbeddedStore};
+
+    async fn registry(dir: &std::path::Path) -> Registry {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir, EmbeddedOptions::default()).unwrap());
+        Registry {
+            allocator: Allocator::new(store.clone(), ([10, 96, 0, 0].into(), 12), 30000..=32767),
+            cache: Arc::new(WatchCache::new(store.clone())),
+            store,
+            authorizer: Default::default(),
+        }
+    }
+
+    fn configmap(data: Value) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cm", "namespace": "default", "uid": "u1"},
+            "data": data,
+        })
+    }
+
+    /// A store holding the ConfigMap at `data`, and a watch cache stuck on an older copy of it
+    /// at `stale`.
+    async fn stale_cache(
+        dir: &std::path::Path,
+        data: Value,
+        stale: Value,
+    ) -> (Registry, ResourcePath) {
+        let registry = registry(dir).await;
+        let resource = r8s_api::find("", "v1", "configmaps").unwrap();
+        let key = objects::key(resource, Some("default"), "cm");
+        let first = registry
+            .store
+            .create(
+                &key,
+                objects::encode(&configmap(stale.clone())).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        registry
+            .store
+            .update(
+                &key,
+                objects::encode(&configmap(data)).unwrap(),
+                first,
+                None,
+            )
+            .await
+            .unwrap();
+        let mut old = configmap(stale);
+        objects::set_resource_version(&mut old, first);
+        registry
+            .cache
+            .install_unfed(resource, vec![(key, old)])
+            .await;
+        let path = ResourcePath {
+            resource,
+            namespace: Some("default".into()),
+            name: Some("cm".into()),
+            subresource: None,
+        };
+        (registry, path)
+    }
+
+    #[tokio::test]
+    async fn a_write_from_a_stale_cached_copy_is_made_again_from_the_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, path) =
+            stale_cache(dir.path(), json!({"a": "new"}), json!({"a": "old"})).await;
+        let query = Query::parse(None).unwrap();
+        let written = registry
+            .modify(&path, "cm", &query, None, |current| {
+                let mut next = current.clone();
+                next["data"]["b"] = json!("added");
+                Ok(next)
+            })
+            .await
+            .unwrap();
+        assert_eq!(written["data"], json!({"a": "new", "b": "added"}));
+    }
+
+    #[tokio::test]
+    async fn a_change_that_a_stale_copy_already_shows_is_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, path) = stale_cache(
+            dir.path(),
+            json!({"a": "new"}),
+            json!({"a": "new", "b": "added"}),
+        )
+        .await;
+        let query = Query::parse(None).unwrap();
+        let written = registry
+            .modify(&path, "cm", &query, None, |current| {
+                let mut next = current.clone();
+                next["data"]["b"] = json!("added");
+                Ok(next)
+            })
+            .await
+            .unwrap();
+        assert_eq!(written["data"], json!({"a": "new", "b": "added"}));
+        let stored = registry.get(&path, "cm").await.unwrap();
+        assert_eq!(stored["data"], json!({"a": "new", "b": "added"}));
+    }
+}

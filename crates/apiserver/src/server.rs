@@ -90,7 +90,9 @@ fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 }
 
 fn json_response(code: StatusCode, value: &Value, content_type: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(full(value.to_string()));
+    // `to_vec` writes straight into a buffer; `to_string` (Display) goes through a formatter.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full(body));
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -235,6 +235,8 @@ struct Monitors {
     rediscover: bool,
     /// How many times in a row each object was kept for an owner no informer has shown yet.
     rechecks: HashMap<String, u32>,
+    /// The generation of the resources the informers were last matched to.
+    synced_generation: Option<u64>,
 }
 
 /// The wait before the `looks`-th look again at an object kept for an owner no informer has
@@ -258,6 +260,11 @@ impl Monitors {
     /// and stops those of resources no longer served, forgetting their objects: they went with
     /// their CRD, and their dependents are looked at again.
     fn sync(&mut self, client: &Client, resources: &Resources, graph: &mut Graph) {
+        // Called after every item processed: the resources seldom change in between.
+        if self.synced_generation == Some(resources.generation()) {
+            return;
+        }
+        self.synced_generation = Some(resources.generation());
         let served: HashMap<usize, &Watched> = resources.served().collect();
         let gone: Vec<usize> = self
             .running

@@ -106,6 +106,8 @@ pub fn discovered(list: &APIGroupDiscoveryList) -> Vec<Watched> {
 pub struct Resources {
     list: Vec<Watched>,
     builtin: usize,
+    /// Bumped by every update, so the informers are matched to the list only when it changed.
+    generation: u64,
 }
 
 impl Default for Resources {
@@ -114,6 +116,7 @@ impl Default for Resources {
         Self {
             builtin: list.len(),
             list,
+            generation: 0,
         }
     }
 }
@@ -135,7 +138,12 @@ impl Resources {
 
     /// Takes the latest discovered set: new resources get new indices, known ones keep theirs
     /// (at the newly preferred version), and those no longer served are marked so.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn update(&mut self, discovered: Vec<Watched>) {
+        self.generation += 1;
         for w in &mut self.list[self.builtin..] {
             w.served = false;
         }
