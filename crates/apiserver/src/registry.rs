@@ -997,8 +997,8 @@ fn merge_update(
             let fields = kind.subresource_fields(sub).unwrap_or(&[]);
             let mut kept = current.clone();
             for field in fields {
-                match new.get(*field) {
-                    Some(value) if !value.is_null() => kept[*field] = value.clone(),
+                match new.get_mut(*field) {
+                    Some(value) if !value.is_null() => kept[*field] = value.take(),
                     _ => {
                         if let Some(map) = kept.as_object_mut() {
                             map.remove(*field);

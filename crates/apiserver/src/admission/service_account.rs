@@ -95,7 +95,8 @@ fn check_mirror_pod(attributes: &Attributes<'_>, pod: &Value) -> Result<(), ApiE
     Ok(())
 }
 
-/// The ServiceAccount from the store (the latest write, not the cache's), retried for `default`.
+/// The ServiceAccount from the watch cache, as upstream's admission reads its informer; one
+/// the cache has not seen yet (just created) from the store, retried for `default`.
 async fn lookup(
     registry: &Registry,
     namespace: &str,
@@ -104,6 +105,9 @@ async fn lookup(
     let accounts =
         r8s_api::find("", "v1", "serviceaccounts").expect("catalogue has serviceaccounts");
     let key = objects::key(accounts, Some(namespace), name);
+    if let Some(cached) = registry.cache.existing(accounts).and_then(|c| c.get(&key)) {
+        return Ok(Some(cached.value()));
+    }
     let attempts = if name == DEFAULT_SERVICE_ACCOUNT {
         DEFAULT_LOOKUP_ATTEMPTS
     } else {

@@ -3,7 +3,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
 use serde_json::Value;
 
@@ -354,7 +353,9 @@ impl FieldSet {
         }
     }
 
-    /// The `fieldsV1` JSON text, in upstream's order.
+    /// The `fieldsV1` JSON text, in upstream's order. Stored entries are `Value`s, whose maps
+    /// sort their keys, so only tests compare against this text.
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
         self.write_contents(false, &mut out);
@@ -362,11 +363,44 @@ impl FieldSet {
         out
     }
 
-    /// The `fieldsV1` value stored in a managedFields entry.
+    /// The `fieldsV1` value stored in a managedFields entry: what [`Self::to_json`] writes,
+    /// built directly (every write encodes its managedFields).
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.to_json()).unwrap_or_else(|_| Value::Object(Default::default()))
+        self.value_contents(false)
     }
 
+    fn value_contents(&self, include_self: bool) -> Value {
+        let mut map = serde_json::Map::new();
+        if include_self && !self.is_empty() {
+            map.insert(".".to_owned(), Value::Object(Default::default()));
+        }
+        let mut members = self.members.iter().peekable();
+        let mut children = self.children.iter().peekable();
+        loop {
+            let next_member = members.peek().copied();
+            let next_child = children.peek().map(|(e, _)| *e);
+            let order = match (next_member, next_child) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(m), Some(c)) => m.cmp(c),
+            };
+            if order == Ordering::Less {
+                let member = members.next().expect("peeked");
+                map.insert(member.serialize(), Value::Object(Default::default()));
+                continue;
+            }
+            let (element, child) = children.next().expect("peeked");
+            let is_member = order == Ordering::Equal;
+            if is_member {
+                members.next();
+            }
+            map.insert(element.serialize(), child.value_contents(is_member));
+        }
+        Value::Object(map)
+    }
+
+    #[cfg(test)]
     fn write_contents(&self, include_self: bool, out: &mut String) {
         let mut first = true;
         let mut key = |out: &mut String, text: &str| {
@@ -374,7 +408,8 @@ impl FieldSet {
                 out.push(',');
             }
             first = false;
-            let _ = write!(out, "{}:", go_json(&Value::String(text.to_owned())));
+            out.push_str(&go_json(&Value::String(text.to_owned())));
+            out.push(':');
         };
         if include_self && !self.is_empty() {
             key(out, ".");

@@ -78,6 +78,15 @@ fn fields_v1_round_trips_with_upstream_order() {
 }
 
 #[test]
+fn fields_v1_built_as_a_value_is_the_text_read_back() {
+    let text = r#"{"f:metadata":{"f:labels":{"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"nginx\"}":{".":{},"f:image":{}}}},"f:finalizers":{"v:\"a<b&c\"":{}}}"#;
+    let set = FieldSet::from_value(&serde_json::from_str(text).unwrap()).unwrap();
+    let read_back: Value = serde_json::from_str(&set.to_json()).unwrap();
+    assert_eq!(set.to_value(), read_back);
+    assert_eq!(FieldSet::new().to_value(), json!({}));
+}
+
+#[test]
 fn fields_v1_orders_fields_before_keys_before_values() {
     let mut set = FieldSet::new();
     set.insert(&[field("l"), PathElement::Value(json!(2))]);
