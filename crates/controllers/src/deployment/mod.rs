@@ -60,12 +60,13 @@ pub fn claim(deployment: &Deployment, sets: &Store<ReplicaSet>) -> Claim {
     let uid = deployment.metadata.uid.as_deref().unwrap_or_default();
     let selector = &deployment.spec.selector;
     let (mut owned, mut adopt, mut release) = (Vec::new(), Vec::new(), Vec::new());
+    // Matched against ours and orphans only, not every other deployment's sets.
+    let matches = |rs: &ReplicaSet| selector::matches(selector, rs.metadata.labels.as_ref());
     for rs in sets.state_filter(|rs| rs.metadata.namespace == namespace) {
-        let matches = selector::matches(selector, rs.metadata.labels.as_ref());
         match ownership::controller_of(&rs.metadata) {
-            Some(owner) if owner.uid == uid && matches => owned.push(rs),
+            Some(owner) if owner.uid == uid && matches(&rs) => owned.push(rs),
             Some(owner) if owner.uid == uid => release.push(rs),
-            None if matches && deployment.metadata.deletion_timestamp.is_none() => {
+            None if deployment.metadata.deletion_timestamp.is_none() && matches(&rs) => {
                 adopt.push(rs.clone());
                 owned.push(rs);
             }

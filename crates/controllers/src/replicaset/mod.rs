@@ -109,17 +109,20 @@ pub fn plan(rs: &ReplicaSet, pods: &Store<Pod>, expectations_satisfied: bool) ->
     let candidates = pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(namespace.as_str()) && pods::is_active(p)
     });
+    // The selector is matched only against our pods and orphans: a namespace of many
+    // workloads holds mostly pods of others, and matching each of them made every sync cost
+    // the namespace's size in selector work.
+    let matches = |pod: &Pod| selector::matches(&selector, pod.metadata.labels.as_ref());
     for pod in candidates {
-        let matches = selector::matches(&selector, pod.metadata.labels.as_ref());
         match ownership::controller_of(&pod.metadata) {
             Some(owner) if owner.uid == uid => {
-                if matches {
+                if matches(&pod) {
                     plan.owned.push(pod);
                 } else {
                     plan.release.push(pod);
                 }
             }
-            None if matches && !deleting => {
+            None if !deleting && matches(&pod) => {
                 plan.adopt.push(pod.clone());
                 plan.owned.push(pod);
             }
