@@ -768,9 +768,14 @@ impl Registry {
                 Some(current) => current,
                 None => self.get(path, name).await?,
             };
-            let attempt = self
-                .attempt(path, name, query, expected, tracking, &change, current)
-                .await;
+            let target = Target {
+                path,
+                name,
+                query,
+                expected,
+                tracking,
+            };
+            let attempt = self.attempt(&target, &change, current).await;
             match attempt {
                 Ok(Attempt::Done(written)) => return Ok(written),
                 Ok(Attempt::Unchanged(current)) if !from_cache => return Ok(current),
@@ -796,20 +801,22 @@ impl Registry {
     }
 
     /// One read-change-write from `current`.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt<F>(
         &self,
-        path: &ResourcePath,
-        name: &str,
-        query: &Query,
-        expected: Option<Revision>,
-        tracking: Tracking<'_>,
+        target: &Target<'_>,
         change: &F,
         current: Value,
     ) -> Result<Attempt, ApiError>
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
+        let Target {
+            path,
+            name,
+            query,
+            expected,
+            tracking,
+        } = *target;
         let manager = query.manager();
         let key = objects::key(path.resource, path.namespace.as_deref(), name);
         let subject = Self::subject(path, name);
@@ -924,6 +931,16 @@ impl Registry {
             }
         }
     }
+}
+
+/// What a read-change-write writes, and how.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    path: &'a ResourcePath,
+    name: &'a str,
+    query: &'a Query,
+    expected: Option<Revision>,
+    tracking: Tracking<'a>,
 }
 
 /// How one read-change-write ended.
@@ -1314,20 +1331,26 @@ mod tests {
         (registry, path)
     }
 
+    /// Sets `data.b` through the registry's read-change-write.
+    async fn add_b_through(registry: &Registry, path: &ResourcePath) -> Value {
+        let query = Query::parse(None).unwrap();
+        let add_b = |current: &Value| {
+            let mut next = current.clone();
+            next["data"]["b"] = json!("added");
+            Ok(next)
+        };
+        registry
+            .modify(path, "cm", &query, None, add_b)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_write_from_a_stale_cached_copy_is_made_again_from_the_stores() {
         let dir = tempfile::tempdir().unwrap();
         let (registry, path) =
             stale_cache(dir.path(), json!({"a": "new"}), json!({"a": "old"})).await;
-        let query = Query::parse(None).unwrap();
-        let written = registry
-            .modify(&path, "cm", &query, None, |current| {
-                let mut next = current.clone();
-                next["data"]["b"] = json!("added");
-                Ok(next)
-            })
-            .await
-            .unwrap();
+        let written = add_b_through(&registry, &path).await;
         assert_eq!(written["data"], json!({"a": "new", "b": "added"}));
     }
 
@@ -1340,15 +1363,7 @@ mod tests {
             json!({"a": "new", "b": "added"}),
         )
         .await;
-        let query = Query::parse(None).unwrap();
-        let written = registry
-            .modify(&path, "cm", &query, None, |current| {
-                let mut next = current.clone();
-                next["data"]["b"] = json!("added");
-                Ok(next)
-            })
-            .await
-            .unwrap();
+        let written = add_b_through(&registry, &path).await;
         assert_eq!(written["data"], json!({"a": "new", "b": "added"}));
         let stored = registry.get(&path, "cm").await.unwrap();
         assert_eq!(stored["data"], json!({"a": "new", "b": "added"}));

@@ -374,6 +374,20 @@ impl FieldSet {
         if include_self && !self.is_empty() {
             map.insert(".".to_owned(), Value::Object(Default::default()));
         }
+        for (element, below) in self.in_order() {
+            let value = match below {
+                Some((child, is_member)) => child.value_contents(is_member),
+                None => Value::Object(Default::default()),
+            };
+            map.insert(element.serialize(), value);
+        }
+        Value::Object(map)
+    }
+
+    /// Members and children in upstream's order, each element once: one that is both comes
+    /// with its child set and `true`.
+    fn in_order(&self) -> Vec<(&PathElement, Option<(&FieldSet, bool)>)> {
+        let mut out = Vec::with_capacity(self.members.len() + self.children.len());
         let mut members = self.members.iter().peekable();
         let mut children = self.children.iter().peekable();
         loop {
@@ -386,8 +400,7 @@ impl FieldSet {
                 (Some(m), Some(c)) => m.cmp(c),
             };
             if order == Ordering::Less {
-                let member = members.next().expect("peeked");
-                map.insert(member.serialize(), Value::Object(Default::default()));
+                out.push((members.next().expect("peeked"), None));
                 continue;
             }
             let (element, child) = children.next().expect("peeked");
@@ -395,9 +408,9 @@ impl FieldSet {
             if is_member {
                 members.next();
             }
-            map.insert(element.serialize(), child.value_contents(is_member));
+            out.push((element, Some((child, is_member))));
         }
-        Value::Object(map)
+        out
     }
 
     #[cfg(test)]
@@ -415,34 +428,15 @@ impl FieldSet {
             key(out, ".");
             out.push_str("{}");
         }
-        let mut members = self.members.iter().peekable();
-        let mut children = self.children.iter().peekable();
-        loop {
-            let next_member = members.peek().copied();
-            let next_child = children.peek().map(|(e, _)| *e);
-            let order = match (next_member, next_child) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(m), Some(c)) => m.cmp(c),
-            };
-            match order {
-                Ordering::Less => {
-                    let member = members.next().expect("peeked");
-                    key(out, &member.serialize());
-                    out.push_str("{}");
-                }
-                Ordering::Greater | Ordering::Equal => {
-                    let (element, child) = children.next().expect("peeked");
-                    let is_member = order == Ordering::Equal;
-                    if is_member {
-                        members.next();
-                    }
-                    key(out, &element.serialize());
+        for (element, below) in self.in_order() {
+            key(out, &element.serialize());
+            match below {
+                Some((child, is_member)) => {
                     out.push('{');
                     child.write_contents(is_member, out);
                     out.push('}');
                 }
+                None => out.push_str("{}"),
             }
         }
     }
