@@ -423,6 +423,12 @@ impl WatchCache {
         resources.get(&resource.storage_prefix()).cloned()
     }
 
+    /// The object at `key` as a running cache of `resource` holds it (none: no cache runs, or
+    /// it has not seen the object).
+    pub fn object(&self, resource: &'static Resource, key: &str) -> Option<Arc<CachedObject>> {
+        self.existing(resource)?.get(key)
+    }
+
     /// Installs a cache of `resource` holding `objects` (key, object with its resourceVersion)
     /// that nothing feeds: a cache as stale as a test needs.
     #[cfg(test)]

@@ -124,30 +124,38 @@ impl Registry {
         let ns = r8s_api::find("", "v1", "namespaces").expect("catalogue has namespaces");
         let key = objects::key(ns, None, namespace);
         // The watch cache's copy when it has one, as upstream's NamespaceLifecycle reads its
-        // informer; a namespace it has not seen yet is looked up in the store.
-        let cached = self.cache.existing(ns).and_then(|cache| cache.get(&key));
-        let object = match cached {
-            Some(cached) => Some(cached.value()),
+        // informer; a namespace it has not seen yet is looked up in the store. Its content is
+        // read only for a create: other writes need it to exist.
+        let terminating = |object: &Value| {
+            object["status"]["phase"] == "Terminating"
+                || !object["metadata"]["deletionTimestamp"].is_null()
+        };
+        // None: no such namespace; else whether a create must be refused.
+        let refused = match self.cache.object(ns, &key) {
+            Some(cached) => Some(creating && terminating(&cached.value())),
             None => {
                 let kv = self
                     .store
                     .get(&key)
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?;
-                kv.map(|kv| objects::decode(&kv.value, kv.mod_revision))
-                    .transpose()?
+                match kv {
+                    Some(kv) if creating => {
+                        Some(terminating(&objects::decode(&kv.value, kv.mod_revision)?))
+                    }
+                    Some(_) => Some(false),
+                    None => None,
+                }
             }
         };
-        let Some(object) = object else {
+        let Some(refuse) = refused else {
             return Err(ApiError::not_found(Subject {
                 group: "",
                 plural: "namespaces",
                 name: namespace,
             }));
         };
-        let terminating = object["status"]["phase"] == "Terminating"
-            || !object["metadata"]["deletionTimestamp"].is_null();
-        if creating && terminating {
+        if refuse {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             )));
@@ -795,9 +803,12 @@ impl Registry {
         if crate::crd::conversion::by_webhook(path.resource) {
             return None;
         }
-        let cache = self.cache.existing(path.resource)?;
         let key = objects::key(path.resource, path.namespace.as_deref(), name);
-        Some(cache.get(&key)?.value_as(path.resource))
+        Some(
+            self.cache
+                .object(path.resource, &key)?
+                .value_as(path.resource),
+        )
     }
 
     /// One read-change-write from `current`.

@@ -105,7 +105,7 @@ async fn lookup(
     let accounts =
         r8s_api::find("", "v1", "serviceaccounts").expect("catalogue has serviceaccounts");
     let key = objects::key(accounts, Some(namespace), name);
-    if let Some(cached) = registry.cache.existing(accounts).and_then(|c| c.get(&key)) {
+    if let Some(cached) = registry.cache.object(accounts, &key) {
         return Ok(Some(cached.value()));
     }
     let attempts = if name == DEFAULT_SERVICE_ACCOUNT {

@@ -136,12 +136,13 @@ impl Resources {
             .position(|w| w.api.group == group && w.api.plural == plural)
     }
 
-    /// Takes the latest discovered set: new resources get new indices, known ones keep theirs
-    /// (at the newly preferred version), and those no longer served are marked so.
+    /// How many times the list was updated.
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
+    /// Takes the latest discovered set: new resources get new indices, known ones keep theirs
+    /// (at the newly preferred version), and those no longer served are marked so.
     pub fn update(&mut self, discovered: Vec<Watched>) {
         self.generation += 1;
         for w in &mut self.list[self.builtin..] {
