@@ -1,6 +1,9 @@
 //! Owner references: who controls an object, and the patches that adopt or release it.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use r8s_informers::{Index, Watchable};
 use serde_json::{Value, json};
 
 /// The owner reference with `controller: true`, if any.
@@ -9,6 +12,35 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// The name of the index of objects by controller (upstream's `controllerUIDIndex`).
+pub const CONTROLLER_INDEX: &str = "controller";
+
+/// Where [`CONTROLLER_INDEX`] files an object: under its controller's UID, or, for an orphan,
+/// under its namespace (which every controller there may adopt from).
+pub fn controller_keys<K: Watchable>(object: &K) -> Vec<String> {
+    let meta = object.meta();
+    vec![match controller_of(meta) {
+        Some(owner) => owner.uid.clone(),
+        None => orphans_key(meta.namespace.as_deref().unwrap_or_default()),
+    }]
+}
+
+fn orphans_key(namespace: &str) -> String {
+    // A UID holds no '/', so this never names a controller.
+    format!("orphans/{namespace}")
+}
+
+/// What a controller may claim: the objects it controls and the orphans of its namespace.
+pub fn controlled_or_orphans<K: Watchable>(
+    index: &Index<K>,
+    namespace: &str,
+    uid: &str,
+) -> Vec<Arc<K>> {
+    let mut found = index.get(uid);
+    found.extend(index.get(&orphans_key(namespace)));
+    found
 }
 
 /// The reference a controller puts on what it creates or adopts.
@@ -57,4 +89,56 @@ pub fn release_patch(meta: &ObjectMeta, uid: &str) -> Value {
         .cloned()
         .collect();
     owner_references_patch(meta, references)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::watcher::Event;
+    use r8s_informers::Informer;
+
+    fn pod(namespace: &str, name: &str, controller: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                owner_references: controller
+                    .map(|uid| vec![controller_reference("apps/v1", "ReplicaSet", "rs", uid)]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_controller_may_claim_its_own_and_its_namespaces_orphans_only() {
+        let informer = Informer::<Pod>::new();
+        informer.apply(Event::Init);
+        for pod in [
+            pod("web", "mine", Some("uid-a")),
+            pod("web", "theirs", Some("uid-b")),
+            pod("web", "orphan", None),
+            pod("other", "far-orphan", None),
+        ] {
+            informer.apply(Event::InitApply(pod));
+        }
+        informer.apply(Event::InitDone);
+        let index = informer
+            .index(CONTROLLER_INDEX, controller_keys::<Pod>)
+            .await;
+        let mut names: Vec<String> = controlled_or_orphans(&index, "web", "uid-a")
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["mine", "orphan"]);
+        // Adopted, the orphan is no longer another controller's to claim.
+        informer.apply(Event::Apply(pod("web", "orphan", Some("uid-b"))));
+        let names: Vec<String> = controlled_or_orphans(&index, "web", "uid-a")
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["mine"]);
+    }
 }

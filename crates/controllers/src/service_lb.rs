@@ -301,7 +301,13 @@ impl Addresses {
         match self {
             Self::Pool(pool) => pool.reconcile(services),
             Self::Nodes => {
-                let addresses = node_addresses(nodes);
+                // Every node change wakes this pass; most clusters have no LoadBalancer to
+                // give addresses to, and walking thousands of nodes for none is waste.
+                let addresses = if services.iter().any(|s| role(s) == Role::Balanced) {
+                    node_addresses(nodes)
+                } else {
+                    Vec::new()
+                };
                 services
                     .iter()
                     .filter_map(|s| {

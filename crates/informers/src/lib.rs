@@ -12,7 +12,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
@@ -120,6 +120,16 @@ impl Informers {
         self.get::<K>().subscribe().await
     }
 
+    /// `K`'s index named `name`, made with `keys_of` on first ask, once `K`'s first list is
+    /// complete (see [`Informer::index`]).
+    pub async fn index<K: Watchable>(
+        &self,
+        name: &'static str,
+        keys_of: KeysOf<K>,
+    ) -> Arc<Index<K>> {
+        self.get::<K>().index(name, keys_of).await
+    }
+
     /// `K`'s cache and every object changed or deleted in it: what a controller that reads
     /// `K` and is woken by it needs.
     pub async fn cache_and_touched<K: Watchable>(
@@ -153,6 +163,8 @@ struct Inner<K: Watchable> {
     subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
     /// The cache as it was when a re-list began: what is missing from the new list was deleted.
     before_relist: Option<Vec<Arc<K>>>,
+    /// Updated with the cache, before any consumer hears of a change.
+    indexes: Vec<(&'static str, Arc<Index<K>>)>,
 }
 
 impl<K: Watchable> Default for Informer<K> {
@@ -171,6 +183,7 @@ impl<K: Watchable> Informer<K> {
                 writer,
                 subscribers: Vec::new(),
                 before_relist: None,
+                indexes: Vec::new(),
             }),
             synced: watch::channel(false).0,
         }
@@ -201,13 +214,30 @@ impl<K: Watchable> Informer<K> {
         inner.writer.apply_watcher_event(&event);
         match event {
             Event::Apply(object) => {
-                if let Some(now) = self.store.get(&ObjectRef::from_obj(&object)) {
+                let key = ObjectRef::from_obj(&object);
+                if let Some(now) = self.store.get(&key) {
+                    for (_, index) in &inner.indexes {
+                        index.put(key.clone(), &now);
+                    }
                     inner.send(Change::Applied(now));
                 }
             }
-            Event::Delete(object) => inner.send(Change::Deleted(Arc::new(object))),
+            Event::Delete(object) => {
+                let key = ObjectRef::from_obj(&object);
+                for (_, index) in &inner.indexes {
+                    index.remove(&key);
+                }
+                inner.send(Change::Deleted(Arc::new(object)))
+            }
             Event::Init | Event::InitApply(_) => {}
             Event::InitDone => {
+                // The new list replaced the cache at once; so do the indexes.
+                if !inner.indexes.is_empty() {
+                    let state = self.store.state();
+                    for (_, index) in &inner.indexes {
+                        index.rebuild(&state);
+                    }
+                }
                 // What the new list lacks was deleted meanwhile.
                 let mut gone: HashMap<ObjectRef<K>, Arc<K>> = inner
                     .before_relist
@@ -253,6 +283,21 @@ impl<K: Watchable> Informer<K> {
         Subscription { receiver }
     }
 
+    /// The index named `name`, made with `keys_of` and filled from the cache if this is its
+    /// first ask. Waits for the first list, as a consumer reading it needs that anyway.
+    pub async fn index(&self, name: &'static str, keys_of: KeysOf<K>) -> Arc<Index<K>> {
+        self.wait_synced().await;
+        let mut inner = self.inner.lock().unwrap();
+        if let Some((_, index)) = inner.indexes.iter().find(|(known, _)| *known == name) {
+            return index.clone();
+        }
+        // Filled under the lock that applies events, so none falls between fill and update.
+        let index = Arc::new(Index::new(keys_of));
+        index.rebuild(&self.store.state());
+        inner.indexes.push((name, index.clone()));
+        index
+    }
+
     async fn wait_synced(&self) {
         let mut synced = self.synced.subscribe();
         // The sender lives as long as `self`, so this only ends when synced.
@@ -264,6 +309,90 @@ impl<K: Watchable> Inner<K> {
     fn send(&mut self, change: Change<K>) {
         self.subscribers
             .retain(|subscriber| subscriber.send(change.clone()).is_ok());
+    }
+}
+
+/// The keys an object is found under in an [`Index`] (none: in no bucket).
+pub type KeysOf<K> = fn(&K) -> Vec<String>;
+
+/// An informer's objects grouped by keys computed from each (upstream's `Indexer`), kept in
+/// step with its cache: "which pods does this controller own" becomes a lookup instead of a
+/// walk over every pod of the cluster.
+pub struct Index<K: Watchable> {
+    keys_of: KeysOf<K>,
+    state: RwLock<IndexState<K>>,
+}
+
+struct IndexState<K: Watchable> {
+    buckets: HashMap<String, HashMap<ObjectRef<K>, Arc<K>>>,
+    /// Each object's keys when it was put, to take it out of the right buckets.
+    keys: HashMap<ObjectRef<K>, Vec<String>>,
+}
+
+impl<K: Watchable> Index<K> {
+    /// An empty index; [`Informer::index`] makes them filled and kept up to date.
+    pub fn new(keys_of: KeysOf<K>) -> Self {
+        Index {
+            keys_of,
+            state: RwLock::new(IndexState {
+                buckets: HashMap::new(),
+                keys: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The objects found under `key`, in no particular order.
+    pub fn get(&self, key: &str) -> Vec<Arc<K>> {
+        let state = self.state.read().unwrap();
+        state
+            .buckets
+            .get(key)
+            .map(|bucket| bucket.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Puts `object` under its keys now, in place of its earlier version.
+    pub fn put(&self, key: ObjectRef<K>, object: &Arc<K>) {
+        let keys = (self.keys_of)(object);
+        let mut state = self.state.write().unwrap();
+        state.take_out(&key);
+        for bucket in &keys {
+            state
+                .buckets
+                .entry(bucket.clone())
+                .or_default()
+                .insert(key.clone(), object.clone());
+        }
+        state.keys.insert(key, keys);
+    }
+
+    pub fn remove(&self, key: &ObjectRef<K>) {
+        self.state.write().unwrap().take_out(key);
+    }
+
+    /// Replaces everything with `objects`.
+    pub fn rebuild(&self, objects: &[Arc<K>]) {
+        {
+            let mut state = self.state.write().unwrap();
+            state.buckets.clear();
+            state.keys.clear();
+        }
+        for object in objects {
+            self.put(ObjectRef::from_obj(&**object), object);
+        }
+    }
+}
+
+impl<K: Watchable> IndexState<K> {
+    fn take_out(&mut self, key: &ObjectRef<K>) {
+        for bucket in self.keys.remove(key).unwrap_or_default() {
+            if let Some(objects) = self.buckets.get_mut(&bucket) {
+                objects.remove(key);
+                if objects.is_empty() {
+                    self.buckets.remove(&bucket);
+                }
+            }
+        }
     }
 }
 

@@ -140,3 +140,68 @@ async fn applied_skips_deletions_and_touched_keeps_them() {
     assert_eq!(versions(applied.take(2).collect().await), ["1", "3"]);
     assert_eq!(versions(touched.take(3).collect().await), ["1", "2", "3"]);
 }
+
+/// A map's "team" label: the key the test index files it under.
+fn team(map: &ConfigMap) -> Vec<String> {
+    map.metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(key, _)| *key == "team")
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
+fn map_of(name: &str, version: &str, team: &str) -> ConfigMap {
+    let mut map = map(name, version);
+    map.metadata.labels = Some([("team".to_owned(), team.to_owned())].into());
+    map
+}
+
+fn names_under(index: &super::Index<ConfigMap>, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = index
+        .get(key)
+        .iter()
+        .map(|m| m.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn an_index_is_filled_from_the_cache_and_follows_every_change() {
+    let informer = Informer::<ConfigMap>::new();
+    listed(
+        &informer,
+        &[
+            map_of("a", "1", "red"),
+            map_of("b", "2", "red"),
+            map("c", "3"),
+        ],
+    );
+    let index = informer.index("team", team).await;
+    assert_eq!(names_under(&index, "red"), ["a", "b"]);
+    // Asking again gives the same index, not a second one to keep up to date.
+    assert!(Arc::ptr_eq(&index, &informer.index("team", team).await));
+
+    informer.apply(Event::Apply(map_of("b", "4", "blue")));
+    informer.apply(Event::Apply(map_of("c", "5", "blue")));
+    informer.apply(Event::Delete(map_of("a", "6", "red")));
+    assert_eq!(names_under(&index, "red"), Vec::<String>::new());
+    assert_eq!(names_under(&index, "blue"), ["b", "c"]);
+    // The object under a key is the cache's latest.
+    let b = index
+        .get("blue")
+        .into_iter()
+        .find(|m| m.metadata.name.as_deref() == Some("b"))
+        .unwrap();
+    assert_eq!(b.metadata.resource_version.as_deref(), Some("4"));
+
+    // A re-list replaces the index with what the new list holds.
+    listed(
+        &informer,
+        &[map_of("c", "7", "red"), map_of("d", "8", "blue")],
+    );
+    assert_eq!(names_under(&index, "red"), ["c"]);
+    assert_eq!(names_under(&index, "blue"), ["d"]);
+}

@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use r8s_informers::Informers;
+use r8s_informers::{Index, Informers};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -46,6 +46,8 @@ pub struct Error {
 pub struct Context {
     pub client: Client,
     pub pods: Store<Pod>,
+    /// Pods by controller, orphans by namespace.
+    pub pods_by_controller: Arc<Index<Pod>>,
     pub nodes: Store<Node>,
     pub revisions: Store<ControllerRevision>,
     pub clock: Arc<dyn Clock>,
@@ -81,12 +83,11 @@ fn created(pod: &Pod) -> Option<Timestamp> {
 }
 
 /// Pods the daemon set controls.
-pub fn owned_pods(ds: &DaemonSet, pods: &Store<Pod>) -> Vec<Arc<Pod>> {
+pub fn owned_pods(ds: &DaemonSet, pods_by_controller: &Index<Pod>) -> Vec<Arc<Pod>> {
     let uid = ds.metadata.uid.as_deref().unwrap_or_default();
-    pods.state_filter(|p| {
-        p.metadata.namespace == ds.metadata.namespace
-            && ownership::controller_of(&p.metadata).is_some_and(|o| o.uid == uid)
-    })
+    let mut pods = pods_by_controller.get(uid);
+    pods.retain(|p| p.metadata.namespace == ds.metadata.namespace);
+    pods
 }
 
 /// Decides one sync: `current` is the hash of the template's revision.
@@ -310,7 +311,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         Err(history::EnsureError::Api(e)) => return Err(err("store revision")(e)),
     };
     let current = history::hash_of(&revision).unwrap_or_default().to_owned();
-    let pods = owned_pods(&ds, &ctx.pods);
+    let pods = owned_pods(&ds, &ctx.pods_by_controller);
     let nodes = ctx.nodes.state();
     let mut plan = plan(&ds, &nodes, &pods, &current, now);
     let satisfied = ctx.expectations.satisfied(&key, &namespace, &ctx.pods, now);
@@ -396,6 +397,12 @@ fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Actio
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let pods_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<Pod>,
+        )
+        .await;
     let (nodes, node_events) = informers.cache_and_touched::<Node>().await;
     let (revisions, revision_events) = informers.cache_and_touched::<ControllerRevision>().await;
     let controller = crate::controller_for::<DaemonSet>(&informers).await;
@@ -423,6 +430,7 @@ pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Re
         events: EventRecorder::new(client.clone(), "daemonset-controller"),
         client,
         pods,
+        pods_by_controller,
         nodes,
         revisions,
         clock,

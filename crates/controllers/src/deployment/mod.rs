@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::{Client, ResourceExt};
-use r8s_informers::Informers;
+use r8s_informers::{Index, Informers};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -41,8 +41,10 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
-    pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
+    /// Replica sets by controller, orphans by namespace: what a sync may claim.
+    pub sets_by_controller: Arc<Index<ReplicaSet>>,
+    /// Pods by controller: whether old replica sets still have pods (Recreate).
+    pub pods_by_controller: Arc<Index<Pod>>,
     pub clock: Arc<dyn Clock>,
     pub events: EventRecorder,
 }
@@ -55,14 +57,19 @@ pub struct Claim {
     pub release: Vec<Arc<ReplicaSet>>,
 }
 
-pub fn claim(deployment: &Deployment, sets: &Store<ReplicaSet>) -> Claim {
+/// Claims among `candidates`: at least the deployment's own sets and its namespace's orphans
+/// (others are ignored).
+pub fn claim(deployment: &Deployment, candidates: Vec<Arc<ReplicaSet>>) -> Claim {
     let namespace = deployment.namespace();
     let uid = deployment.metadata.uid.as_deref().unwrap_or_default();
     let selector = &deployment.spec.selector;
     let (mut owned, mut adopt, mut release) = (Vec::new(), Vec::new(), Vec::new());
     // Matched against ours and orphans only, not every other deployment's sets.
     let matches = |rs: &ReplicaSet| selector::matches(selector, rs.metadata.labels.as_ref());
-    for rs in sets.state_filter(|rs| rs.metadata.namespace == namespace) {
+    for rs in candidates
+        .into_iter()
+        .filter(|rs| rs.metadata.namespace == namespace)
+    {
         match ownership::controller_of(&rs.metadata) {
             Some(owner) if owner.uid == uid && matches(&rs) => owned.push(rs),
             Some(owner) if owner.uid == uid => release.push(rs),
@@ -315,15 +322,14 @@ impl Sync<'_> {
 }
 
 /// Whether pods of old replica sets are still there (Recreate waits for them to go).
-fn old_pods_running(pods: &Store<Pod>, old: &[Arc<ReplicaSet>]) -> bool {
-    pods.state().iter().any(|pod| {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        !matches!(phase, Some("Succeeded" | "Failed"))
-            && ownership::controller_of(&pod.metadata).is_some_and(|o| {
-                old.iter()
-                    .any(|rs| rs.metadata.uid.as_deref() == Some(o.uid.as_str()))
-            })
-    })
+fn old_pods_running(pods_by_controller: &Index<Pod>, old: &[Arc<ReplicaSet>]) -> bool {
+    old.iter()
+        .filter_map(|rs| rs.metadata.uid.as_deref())
+        .flat_map(|uid| pods_by_controller.get(uid))
+        .any(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
 }
 
 async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -340,12 +346,15 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
     if selector::is_empty(&spec.selector) {
         return Ok(Action::await_change());
     }
+    let uid = deployment.metadata.uid.clone().unwrap_or_default();
     let Claim {
         owned,
         adopt,
         release,
-    } = claim(&deployment, &ctx.replica_sets);
-    let uid = deployment.metadata.uid.clone().unwrap_or_default();
+    } = claim(
+        &deployment,
+        ownership::controlled_or_orphans(&ctx.sets_by_controller, &namespace, &uid),
+    );
     for rs in &release {
         let patch = ownership::release_patch(&rs.metadata, &uid);
         sync.sets
@@ -388,7 +397,7 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
             for rs in &shrink {
                 sync.scale(rs, 0).await?;
             }
-            if shrink.is_empty() && !old_pods_running(&ctx.pods, &old) {
+            if shrink.is_empty() && !old_pods_running(&ctx.pods_by_controller, &old) {
                 let (found, e) = sync.new_replica_set(new, &old, true).await?;
                 (new, event) = (found, e);
                 if let Some(rs) = new
@@ -480,10 +489,22 @@ fn error_policy(_deployment: Arc<Deployment>, error: &Error, _ctx: Arc<Context>)
 
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
-    let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let pod_events = informers.subscribe::<Pod>().await.touched();
     let (replica_sets, rs_events) = informers.cache_and_touched::<ReplicaSet>().await;
     let controller = crate::controller_for::<Deployment>(&informers).await;
     let sets_for_pods = replica_sets.clone();
+    let sets_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<ReplicaSet>,
+        )
+        .await;
+    let pods_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<Pod>,
+        )
+        .await;
     let deployments = controller.store();
     let controller = controller
         .owns_shared_stream(rs_events)
@@ -510,8 +531,8 @@ pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Re
     let ctx = Arc::new(Context {
         events: EventRecorder::new(client.clone(), "deployment-controller"),
         client,
-        replica_sets,
-        pods,
+        sets_by_controller,
+        pods_by_controller,
         clock,
     });
     controller

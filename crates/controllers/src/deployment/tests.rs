@@ -231,7 +231,7 @@ fn deployment_adopts_orphan_replica_sets_matching_its_selector() {
     let d = deployment(1, "1", "0");
     let mut orphan = (*replica_set(&d, "nginx:1", 1, 1, 1)).clone();
     orphan.metadata.owner_references = None;
-    let claim = claim(&d, &cache(&[Arc::new(orphan)]));
+    let claim = claim(&d, cache(&[Arc::new(orphan)]).state());
     assert_eq!(
         (claim.owned.len(), claim.adopt.len(), claim.release.len()),
         (1, 1, 0)

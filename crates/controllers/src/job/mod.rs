@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use r8s_informers::Informers;
+use r8s_informers::{Index, Informers};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -47,6 +47,8 @@ pub struct Error {
 pub struct Context {
     pub client: Client,
     pub pods: Store<Pod>,
+    /// Pods by controller, orphans by namespace.
+    pub pods_by_controller: Arc<Index<Pod>>,
     pub clock: Arc<dyn Clock>,
     pub expectations: Expectations,
     pub removals: FinalizerRemovals,
@@ -58,13 +60,11 @@ pub fn is_suspended(job: &Job) -> bool {
 }
 
 /// Pods the job controls, finished ones included.
-pub fn owned_pods(job: &Job, pods: &Store<Pod>) -> Vec<Arc<Pod>> {
-    let namespace = job.namespace().unwrap_or_default();
+pub fn owned_pods(job: &Job, pods_by_controller: &Index<Pod>) -> Vec<Arc<Pod>> {
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
-    pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(namespace.as_str())
-            && ownership::controller_of(&p.metadata).is_some_and(|o| o.uid == uid)
-    })
+    let mut pods = pods_by_controller.get(uid);
+    pods.retain(|p| p.metadata.namespace == job.metadata.namespace);
+    pods
 }
 
 /// The pod a job creates from its template, for a completion index in Indexed mode; with
@@ -160,7 +160,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned = owned_pods(&job, &ctx.pods);
+    let owned = owned_pods(&job, &ctx.pods_by_controller);
     let mut job = (*job).clone();
     let finished = conditions::finished(&job).is_some();
 
@@ -332,6 +332,12 @@ async fn release_orphans(
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let pods_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<Pod>,
+        )
+        .await;
     let controller = crate::controller_for::<Job>(&informers).await;
     let jobs = controller.store();
     let (orphans_tx, orphans) = tokio::sync::mpsc::unbounded_channel();
@@ -352,6 +358,7 @@ pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Re
         events: EventRecorder::new(client.clone(), "job-controller"),
         client,
         pods,
+        pods_by_controller,
         clock,
         expectations: Expectations::default(),
         removals: FinalizerRemovals::default(),

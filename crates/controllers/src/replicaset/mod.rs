@@ -21,7 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use r8s_informers::{Informers, Watchable};
+use r8s_informers::{Index, Informers, Watchable};
 
 use crate::clock::Clock;
 use crate::events::{self, EventRecorder};
@@ -71,6 +71,8 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub pods: Store<Pod>,
+    /// Pods by controller, orphans by namespace: what a sync may claim.
+    pub pods_by_controller: Arc<Index<Pod>>,
     pub clock: Arc<dyn Clock>,
     pub expectations: Expectations,
     pub events: EventRecorder,
@@ -96,8 +98,9 @@ fn selector_of(rs: &ReplicaSet) -> LabelSelector {
     rs.spec.selector.clone()
 }
 
-/// Claims pods and decides how many to create or delete.
-pub fn plan(rs: &ReplicaSet, pods: &Store<Pod>, expectations_satisfied: bool) -> Plan {
+/// Claims pods among `candidates` (at least ours and our namespace's orphans; others are
+/// ignored) and decides how many to create or delete.
+pub fn plan(rs: &ReplicaSet, candidates: Vec<Arc<Pod>>, expectations_satisfied: bool) -> Plan {
     let namespace = rs.namespace().unwrap_or_default();
     let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let selector = selector_of(rs);
@@ -106,13 +109,13 @@ pub fn plan(rs: &ReplicaSet, pods: &Store<Pod>, expectations_satisfied: bool) ->
     if selector::is_empty(&selector) {
         return plan;
     }
-    let candidates = pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(namespace.as_str()) && pods::is_active(p)
-    });
     // The selector is matched only against our pods and orphans: a namespace of many
     // workloads holds mostly pods of others, and matching each of them made every sync cost
     // the namespace's size in selector work.
     let matches = |pod: &Pod| selector::matches(&selector, pod.metadata.labels.as_ref());
+    let candidates = candidates.into_iter().filter(|p| {
+        p.metadata.namespace.as_deref() == Some(namespace.as_str()) && pods::is_active(p)
+    });
     for pod in candidates {
         match ownership::controller_of(&pod.metadata) {
             Some(owner) if owner.uid == uid => {
@@ -220,9 +223,10 @@ async fn sync(rs: ReplicaSet, ctx: Arc<Context>) -> Result<Action, Error> {
     };
     let now = ctx.clock.now();
     let satisfied = ctx.expectations.satisfied(&key, &namespace, &ctx.pods, now);
-    let plan = plan(&rs, &ctx.pods, satisfied);
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let uid = rs.metadata.uid.clone().unwrap_or_default();
+    let candidates = ownership::controlled_or_orphans(&ctx.pods_by_controller, &namespace, &uid);
+    let plan = plan(&rs, candidates, satisfied);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let merge = PatchParams::default();
 
     for pod in &plan.release {
@@ -361,6 +365,12 @@ where
 {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let pods_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<Pod>,
+        )
+        .await;
     let controller = crate::controller_for::<K>(&informers).await;
     let owners = controller.store();
     let controller = controller.watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
@@ -370,6 +380,7 @@ where
         events: EventRecorder::new(client.clone(), workload.reporting_controller),
         client,
         pods,
+        pods_by_controller,
         clock,
         expectations: Expectations::default(),
         workload,

@@ -106,7 +106,7 @@ fn names(pods: &[Arc<Pod>]) -> Vec<String> {
 fn replicaset_creates_the_missing_pods() {
     let plan = plan(
         &replica_set(3),
-        &cache(vec![pod("web-a", "web", true)]),
+        cache(vec![pod("web-a", "web", true)]).state(),
         true,
     );
     assert_eq!(plan.create, 2);
@@ -133,11 +133,11 @@ fn replicaset_never_over_creates_while_its_informer_lags() {
     let empty = cache(vec![]);
     expectations.created("default/web", "web-a".into(), at(0));
     assert!(!expectations.satisfied("default/web", "default", &empty, at(10)));
-    assert_eq!(plan(&replica_set(1), &empty, false).create, 0);
+    assert_eq!(plan(&replica_set(1), empty.state(), false).create, 0);
 
     let seen = cache(vec![pod("web-a", "web", true)]);
     assert!(expectations.satisfied("default/web", "default", &seen, at(11)));
-    assert_eq!(plan(&replica_set(1), &seen, true).create, 0);
+    assert_eq!(plan(&replica_set(1), seen.state(), true).create, 0);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn replicaset_adopts_matching_orphans_and_releases_pods_that_stopped_matching() 
         pod("stray", "db", true),
         pod("other", "db", false),
     ]);
-    let plan = plan(&replica_set(1), &pods, true);
+    let plan = plan(&replica_set(1), pods.state(), true);
     assert_eq!(names(&plan.adopt), ["orphan"]);
     assert_eq!(names(&plan.release), ["stray"]);
     assert_eq!(names(&plan.owned), ["orphan"]);
@@ -167,7 +167,7 @@ fn replicaset_adopts_matching_orphans_and_releases_pods_that_stopped_matching() 
 fn replicaset_being_deleted_neither_adopts_nor_creates() {
     let mut rs = replica_set(3);
     rs.metadata.deletion_timestamp = Some(Time(at(5)));
-    let plan = plan(&rs, &cache(vec![pod("orphan", "web", false)]), true);
+    let plan = plan(&rs, cache(vec![pod("orphan", "web", false)]).state(), true);
     assert!(plan.adopt.is_empty());
     assert_eq!(plan.create, 0);
 }
@@ -184,7 +184,7 @@ fn replicaset_deletes_unscheduled_then_not_ready_then_newest_ready_pods_first() 
             p
         },
     ]);
-    let plan = plan(&replica_set(1), &pods, true);
+    let plan = plan(&replica_set(1), pods.state(), true);
     assert_eq!(
         names(&plan.delete),
         ["pending", "scheduled-not-ready", "new-ready"]
@@ -197,7 +197,7 @@ fn replicaset_ignores_finished_and_terminating_pods() {
     done.status.as_mut().unwrap().phase = Some("Succeeded".into());
     let mut going = pod("going", "web", true);
     going.metadata.deletion_timestamp = Some(Time(at(1)));
-    let plan = plan(&replica_set(2), &cache(vec![done, going]), true);
+    let plan = plan(&replica_set(2), cache(vec![done, going]).state(), true);
     assert_eq!(plan.create, 2);
 }
 

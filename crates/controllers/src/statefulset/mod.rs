@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use r8s_informers::Informers;
+use r8s_informers::{Index, Informers};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -45,6 +45,8 @@ pub struct Error {
 pub struct Context {
     pub client: Client,
     pub pods: Store<Pod>,
+    /// Pods by controller, orphans by namespace.
+    pub pods_by_controller: Arc<Index<Pod>>,
     pub claims: Store<PersistentVolumeClaim>,
     pub revisions: Store<ControllerRevision>,
     pub clock: Arc<dyn Clock>,
@@ -63,11 +65,16 @@ pub struct Claim {
     pub release: Vec<Arc<Pod>>,
 }
 
-pub fn claim_pods(set: &StatefulSet, pods: &Store<Pod>) -> Claim {
+/// Claims among `candidates`: at least the set's own pods and its namespace's orphans
+/// (others are ignored).
+pub fn claim_pods(set: &StatefulSet, candidates: Vec<Arc<Pod>>) -> Claim {
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
     let mut claim = Claim::default();
-    for pod in pods.state_filter(|p| p.metadata.namespace == set.metadata.namespace) {
+    for pod in candidates
+        .into_iter()
+        .filter(|p| p.metadata.namespace == set.metadata.namespace)
+    {
         let matches = identity::is_member(set, &pod)
             && selector::matches(&set.spec.selector, pod.metadata.labels.as_ref());
         match ownership::controller_of(&pod.metadata) {
@@ -137,7 +144,12 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let merge = PatchParams::default();
     let uid = set.metadata.uid.clone().unwrap_or_default();
 
-    let claim = claim_pods(&set, &ctx.pods);
+    let candidates = ownership::controlled_or_orphans(
+        &ctx.pods_by_controller,
+        set.metadata.namespace.as_deref().unwrap_or_default(),
+        set.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let claim = claim_pods(&set, candidates);
     for pod in &claim.release {
         let patch = ownership::release_patch(&pod.metadata, &uid);
         pods_api
@@ -455,6 +467,12 @@ fn sets_for(meta: &ObjectMeta, sets: &Store<StatefulSet>) -> Vec<ObjectRef<State
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
+    let pods_by_controller = informers
+        .index(
+            ownership::CONTROLLER_INDEX,
+            ownership::controller_keys::<Pod>,
+        )
+        .await;
     let claims = informers.store::<PersistentVolumeClaim>().await;
     let claim_events = informers
         .subscribe::<PersistentVolumeClaim>()
@@ -481,6 +499,7 @@ pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Re
         events: EventRecorder::new(client.clone(), "statefulset-controller"),
         client,
         pods,
+        pods_by_controller,
         claims,
         revisions,
         clock,

@@ -574,12 +574,13 @@ fn statefulset_adopts_orphans_named_and_labelled_as_its_pods_only() {
     unlabelled.metadata.labels = Some(BTreeMap::new());
     let claim = claim_pods(
         &set,
-        &cache(vec![
+        cache(vec![
             orphan("web-0"),
             orphan("other-0"),
             orphan("web-x"),
             unlabelled,
-        ]),
+        ])
+        .state(),
     );
     let names = |pods: &[Arc<Pod>]| pods.iter().map(|p| p.name_any()).collect::<Vec<_>>();
     assert_eq!(names(&claim.adopt), vec!["web-0"]);
