@@ -7,14 +7,15 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use r8s_api::Resource;
 use r8s_api::kinds::{self, Kind};
 use r8s_store::{EventKind, RangeOptions, Revision, Store};
 use serde_json::Value;
-use tokio::sync::Mutex;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{Mutex, oneshot};
 
 use crate::objects;
 use crate::selectors;
@@ -129,18 +130,59 @@ pub struct ResourceCache {
     hints: std::sync::Mutex<Hints>,
 }
 
-/// Objects this process wrote, already in the cache's form, handed over ahead of their store
-/// events so those need not be decoded and serialized again. One whose event was applied
-/// first is refused; ones whose event never comes (the cache re-listed) are pruned.
+/// Objects this process is writing, promised before each write so that its store event,
+/// however early it arrives, waits for the object in the cache's form instead of decoding the
+/// stored bytes and serializing them again. A promise is known by the key and the exact bytes
+/// written; it is dropped by a write that fails, and pruned if its event never comes (the
+/// cache re-listed meanwhile).
 #[derive(Default)]
 struct Hints {
-    /// The revision of the last event applied.
-    applied: Revision,
-    objects: HashMap<String, (Revision, Arc<CachedObject>)>,
+    next_id: u64,
+    pending: HashMap<String, Vec<Pending>>,
+    count: usize,
 }
 
-/// Hints kept before those whose events have passed are pruned.
+struct Pending {
+    id: u64,
+    bytes: Bytes,
+    since: Instant,
+    object: oneshot::Receiver<(Revision, Arc<CachedObject>)>,
+}
+
+/// Promises kept before old ones are pruned.
 const MAX_HINTS: usize = 4096;
+/// How old a promise is before it may be pruned: a write takes far less.
+const HINT_MAX_AGE: Duration = Duration::from_secs(10);
+/// How long an event waits for its writer to hand over the object: the writer does so right
+/// after its write returns, so only a starved machine waits long, and then decoding is fine.
+const HINT_WAIT: Duration = Duration::from_secs(1);
+
+/// A writer's side of a promised object (see [`ResourceCache::promise`]).
+pub struct Hint {
+    cache: Arc<ResourceCache>,
+    key: String,
+    id: u64,
+    sender: Option<oneshot::Sender<(Revision, Arc<CachedObject>)>>,
+}
+
+impl Hint {
+    /// Hands over the object as stored at `revision`, with that resourceVersion.
+    pub fn send(mut self, revision: Revision, object: &Value) {
+        if let Some(sender) = self.sender.take() {
+            let cached = Arc::new(CachedObject::new(object, self.cache.kind));
+            let _ = sender.send((revision, cached));
+        }
+    }
+}
+
+impl Drop for Hint {
+    fn drop(&mut self) {
+        // Unsent: the write failed or was abandoned, and its promise is void.
+        if self.sender.is_some() {
+            self.cache.forget(&self.key, self.id);
+        }
+    }
+}
 
 /// Where a new watch starts.
 pub enum Start {
@@ -321,36 +363,89 @@ impl ResourceCache {
         (objects, revision)
     }
 
-    /// Hands over `object`, which a writer in this process stored at `key` as of `revision`
-    /// (with that resourceVersion, in its stored form), for the event of that write.
-    pub fn hint(&self, key: &str, revision: Revision, object: &Value) {
-        if self.hints.lock().expect("hints lock poisoned").applied >= revision {
-            return;
-        }
-        let cached = Arc::new(CachedObject::new(object, self.kind));
+    /// Promises the object a writer in this process is about to store at `key` as `bytes`;
+    /// the writer sends it once stored (see [`Hint::send`]).
+    pub fn promise(self: &Arc<Self>, key: &str, bytes: &Bytes) -> Hint {
+        let (sender, object) = oneshot::channel();
         let mut hints = self.hints.lock().expect("hints lock poisoned");
-        if hints.applied < revision {
-            hints.objects.insert(key.to_owned(), (revision, cached));
+        let id = hints.next_id;
+        hints.next_id += 1;
+        if hints.count >= MAX_HINTS {
+            let now = Instant::now();
+            hints.pending.retain(|_, promises| {
+                promises.retain(|p| now.duration_since(p.since) < HINT_MAX_AGE);
+                !promises.is_empty()
+            });
+            hints.count = hints.pending.values().map(Vec::len).sum();
+        }
+        hints
+            .pending
+            .entry(key.to_owned())
+            .or_default()
+            .push(Pending {
+                id,
+                bytes: bytes.clone(),
+                since: Instant::now(),
+                object,
+            });
+        hints.count += 1;
+        Hint {
+            cache: self.clone(),
+            key: key.to_owned(),
+            id,
+            sender: Some(sender),
         }
     }
 
-    /// The hinted object of the put of `key` at `revision`, if a writer gave one.
-    fn hinted(&self, key: &str, revision: Revision) -> Option<Arc<CachedObject>> {
+    fn forget(&self, key: &str, id: u64) {
         let mut hints = self.hints.lock().expect("hints lock poisoned");
-        hints.applied = revision;
-        let hinted = hints.objects.remove(key);
-        if hints.objects.len() > MAX_HINTS {
-            hints.objects.retain(|_, (at, _)| *at > revision);
+        if let Some(promises) = hints.pending.get_mut(key) {
+            let before = promises.len();
+            promises.retain(|p| p.id != id);
+            let removed = before - promises.len();
+            if promises.is_empty() {
+                hints.pending.remove(key);
+            }
+            hints.count -= removed;
         }
-        hinted.filter(|(at, _)| *at == revision).map(|(_, o)| o)
     }
 
-    fn apply(&self, event: r8s_store::WatchEvent) {
-        let revision = event.revision();
-        let hinted = match event.kind {
-            EventKind::Put => self.hinted(&event.kv.key, revision),
-            EventKind::Delete => None,
+    /// The promise a put event fulfils: the first for its key with its exact bytes.
+    fn promised(&self, event: &r8s_store::WatchEvent) -> Option<Pending> {
+        if event.kind != EventKind::Put {
+            return None;
+        }
+        let mut hints = self.hints.lock().expect("hints lock poisoned");
+        let promises = hints.pending.get_mut(&event.kv.key)?;
+        let at = promises.iter().position(|p| p.bytes == event.kv.value)?;
+        let pending = promises.remove(at);
+        if promises.is_empty() {
+            hints.pending.remove(&event.kv.key);
+        }
+        hints.count -= 1;
+        Some(pending)
+    }
+
+    /// Applies a store event, with the object its writer promised if there is one.
+    async fn apply_promised(&self, event: r8s_store::WatchEvent) {
+        let hinted = match self.promised(&event) {
+            Some(pending) => match tokio::time::timeout(HINT_WAIT, pending.object).await {
+                // Equal bytes written twice: the revision tells whose write this was.
+                Ok(Ok((revision, object))) if revision == event.revision() => Some(object),
+                _ => None,
+            },
+            None => None,
         };
+        self.apply_hinted(event, hinted);
+    }
+
+    #[cfg(test)]
+    fn apply(&self, event: r8s_store::WatchEvent) {
+        self.apply_hinted(event, None);
+    }
+
+    fn apply_hinted(&self, event: r8s_store::WatchEvent, hinted: Option<Arc<CachedObject>>) {
+        let revision = event.revision();
         let mut state = self.state.write().expect("cache lock poisoned");
         let previous = state.objects.get(&event.kv.key).cloned();
         let object = match (event.kind, hinted) {
@@ -567,7 +662,7 @@ async fn follow(watch: &mut r8s_store::Watch, prefix: &str, cache: &ResourceCach
     loop {
         tokio::select! {
             event = watch.next() => match event {
-                Some(Ok(event)) => cache.apply(event),
+                Some(Ok(event)) => cache.apply_promised(event).await,
                 Some(Err(e)) => {
                     tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
                     return;
@@ -583,7 +678,7 @@ async fn follow(watch: &mut r8s_store::Watch, prefix: &str, cache: &ResourceCach
                 let reported = *progress.borrow_and_update();
                 while let Some(item) = watch.try_next() {
                     match item {
-                        Ok(event) => cache.apply(event),
+                        Ok(event) => cache.apply_promised(event).await,
                         Err(e) => {
                             tracing::warn!(%prefix, error = %e, "watch cache lost its store watch");
                             return;
@@ -634,38 +729,83 @@ mod tests {
         });
     }
 
-    #[test]
-    fn a_put_a_writer_hinted_is_taken_as_hinted_and_a_late_hint_is_refused() {
+    const STORED: &[u8] = br#"{"metadata":{"name":"cm"}}"#;
+
+    fn put_event(key: &str, revision: Revision) -> r8s_store::WatchEvent {
+        r8s_store::WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_owned(),
+                value: Bytes::from_static(STORED),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_that_comes_before_its_writer_hands_over_waits_for_the_object() {
         let cache = cache();
-        let key = "/registry/configmaps/default/cm-2";
+        let key = "/registry/configmaps/default/cm";
+        let hint = cache.promise(key, &Bytes::from_static(STORED));
+        // The event is applied first, as the store publishes before it answers the writer.
+        let applying = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.apply_promised(put_event(key, 2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            cache.get(key).is_none(),
+            "applied without its writer's object"
+        );
         // The hint differs from the stored bytes only so the test can tell which was used.
         let hinted = serde_json::json!({"metadata": {"name": "cm", "resourceVersion": "2"}, "data": {"from": "hint"}});
-        cache.hint(key, 2, &hinted);
-        put(&cache, 2);
+        hint.send(2, &hinted);
+        applying.await.unwrap();
         assert_eq!(cache.get(key).unwrap().value(), hinted);
-        // Its event has been applied: a hint for it now would never be taken.
-        cache.hint(key, 2, &hinted);
-        put(&cache, 3);
-        assert!(cache.hints.lock().unwrap().objects.is_empty());
-        // Without a hint the stored bytes are decoded.
+        assert!(cache.hints.lock().unwrap().pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_writes_promise_is_void_and_other_bytes_are_decoded() {
+        let cache = cache();
+        let key = "/registry/configmaps/default/cm";
+        // A failed write drops its promise; its event never comes.
+        drop(cache.promise(key, &Bytes::from_static(STORED)));
+        assert!(cache.hints.lock().unwrap().pending.is_empty());
+        // A promise for other bytes is not this event's: the stored bytes are decoded.
+        let _other = cache.promise(key, &Bytes::from_static(b"{}"));
+        cache.apply_promised(put_event(key, 3)).await;
         assert_eq!(
-            cache
-                .get("/registry/configmaps/default/cm-3")
-                .unwrap()
-                .value(),
+            cache.get(key).unwrap().value(),
             serde_json::json!({"metadata": {"name": "cm", "resourceVersion": "3"}})
+        );
+        // Equal bytes written twice: a hand-over for another revision is not taken.
+        let hint = cache.promise(key, &Bytes::from_static(STORED));
+        hint.send(9, &serde_json::json!({"data": {"from": "hint"}}));
+        cache.apply_promised(put_event(key, 4)).await;
+        assert_eq!(
+            cache.get(key).unwrap().value(),
+            serde_json::json!({"metadata": {"name": "cm", "resourceVersion": "4"}})
         );
     }
 
-    #[test]
-    fn hints_whose_events_never_come_are_pruned() {
+    #[tokio::test]
+    async fn promises_whose_events_never_come_are_pruned() {
         let cache = cache();
-        for n in 0..=MAX_HINTS {
+        let mut kept = Vec::new();
+        for n in 0..MAX_HINTS {
             let key = format!("/registry/configmaps/default/lost-{n}");
-            cache.hint(&key, 10, &serde_json::json!({}));
+            kept.push(cache.promise(&key, &Bytes::from_static(b"{}")));
         }
-        put(&cache, 11);
-        assert!(cache.hints.lock().unwrap().objects.is_empty());
+        for pending in cache.hints.lock().unwrap().pending.values_mut() {
+            pending[0].since -= HINT_MAX_AGE;
+        }
+        let _fresh = cache.promise("/registry/configmaps/default/new", &Bytes::new());
+        let hints = cache.hints.lock().unwrap();
+        assert_eq!(hints.count, 1);
+        assert_eq!(hints.pending.len(), 1);
     }
 
     #[tokio::test]

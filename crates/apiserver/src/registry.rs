@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::admission::{self, Attributes, Operation};
 use crate::allocator::{self, Allocator, Claim, Owner};
-use crate::cache::{CachedObject, WatchCache};
+use crate::cache::{CachedObject, Hint, WatchCache};
 use crate::fields::{self, Validation};
 use crate::managed;
 use crate::objects::{self, Query};
@@ -514,28 +514,30 @@ impl Registry {
             .await?;
         kind.after_allocation(&mut object);
         let (stored, mut object) = self.to_store(resource, object).await?;
+        let hint = self.promise(resource, &key, &stored);
         let created = self.store.create(&key, stored, None).await;
         let revision = match created {
             Ok(revision) => revision,
             Err(e) => {
+                drop(hint);
                 self.allocator.release(&claims).await;
                 return Err(ApiError::from_store(e, Self::subject(path, &name)));
             }
         };
         objects::set_resource_version(&mut object, revision);
-        self.hint(resource, &key, revision, &object);
+        if let Some(hint) = hint {
+            hint.send(revision, &object);
+        }
         Ok((object, warnings))
     }
 
-    /// Hands a just-written object to its watch cache, which then need not decode its event
-    /// again; only for objects stored as they are served.
-    fn hint(&self, resource: &'static Resource, key: &str, revision: Revision, object: &Value) {
+    /// Promises the object about to be stored at `key` as `bytes` to its watch cache, which
+    /// then need not decode its event; only for objects stored as they are served.
+    fn promise(&self, resource: &'static Resource, key: &str, bytes: &Bytes) -> Option<Hint> {
         if resource.stored_as.is_some() || crate::crd::conversion::of(resource).is_some() {
-            return;
+            return None;
         }
-        if let Some(cache) = self.cache.existing(resource) {
-            cache.hint(key, revision, object);
-        }
+        Some(self.cache.existing(resource)?.promise(key, bytes))
     }
 
     /// PUT: replaces the object (or, for the status subresource, its status only).
@@ -919,17 +921,21 @@ impl Registry {
             .await?;
         kind.after_allocation(&mut updated);
         let (stored, mut updated) = self.to_store(path.resource, updated).await?;
+        let hint = self.promise(path.resource, &key, &stored);
         let written = self.store.update(&key, stored, current_rev, None).await;
         match written {
             Ok(revision) => {
+                // Its store event waits for this: hand it over before anything else.
+                objects::set_resource_version(&mut updated, revision);
+                if let Some(hint) = hint {
+                    hint.send(revision, &updated);
+                }
                 let kept = allocator::held(&kind.allocations(&updated), &updated);
                 let freed: Vec<Claim> = old_claims
                     .into_iter()
                     .filter(|c| !kept.contains(c))
                     .collect();
                 self.allocator.release(&freed).await;
-                objects::set_resource_version(&mut updated, revision);
-                self.hint(path.resource, &key, revision, &updated);
                 Ok(Attempt::Done(updated))
             }
             Err(StoreError::Conflict { .. }) if expected.is_none() => {
