@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
 
-use crate::labels::{Labels, Operator, Requirement, Selector};
+use crate::labels::{self, Labels, Operator, Requirement, Selector};
 use crate::resources::{PodRequests, Resources};
 
 /// A host port a container asks for: (host IP, protocol, port).
@@ -79,7 +79,7 @@ impl AffinityTerm {
                 && namespaces
                     .get(&pod.namespace)
                     .is_some_and(|labels| self.namespace_selector.matches(labels)));
-        in_namespace && self.selector.matches(&pod.labels)
+        in_namespace && self.selector.matches_with(&pod.labels, &pod.label_hashes)
     }
 }
 
@@ -91,6 +91,8 @@ pub struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
+    /// The labels' [`labels::pair_hashes`], for quick selector tests.
+    pub label_hashes: Vec<u64>,
     pub priority: i32,
     pub requests: PodRequests,
     pub host_ports: Vec<HostPort>,
@@ -178,6 +180,7 @@ impl PodInfo {
             name: pod.metadata.name.clone().unwrap_or_default(),
             priority,
             namespace,
+            label_hashes: labels::pair_hashes(&labels),
             labels,
             requests,
             host_ports,

@@ -42,15 +42,13 @@ impl DefaultSelectors {
     /// Every requirement of every selector that matches the pod, ANDed; `None` when none does.
     fn selector_for(&self, pod: &PodInfo) -> Option<Selector> {
         let all = self.by_namespace.read().unwrap();
-        let mut merged = Selector::default();
+        let mut merged = Vec::new();
         for selector in all.get(&pod.namespace)?.values() {
-            if selector.matches(&pod.labels) {
-                merged
-                    .requirements
-                    .extend(selector.requirements.iter().cloned());
+            if selector.matches_with(&pod.labels, &pod.label_hashes) {
+                merged.extend(selector.requirements.iter().cloned());
             }
         }
-        (!merged.requirements.is_empty()).then_some(merged)
+        (!merged.is_empty()).then(|| Selector::all_of(merged))
     }
 }
 
@@ -93,7 +91,7 @@ impl Constraint {
             .filter(|p| {
                 p.namespace == pod.namespace
                     && p.pod.metadata.deletion_timestamp.is_none()
-                    && self.selector.matches(&p.labels)
+                    && self.selector.matches_with(&p.labels, &p.label_hashes)
             })
             .count() as i64
     }
