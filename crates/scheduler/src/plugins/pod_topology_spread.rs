@@ -291,27 +291,22 @@ impl Plugin for PodTopologySpread {
         let mut weights = Vec::with_capacity(constraints.len());
         for (i, constraint) in constraints.iter().enumerate() {
             // Domains are those of the nodes being scored.
+            let hostname = constraint.topology_key == HOSTNAME;
             for (node, ignored) in nodes.iter().zip(&ignored) {
                 if let Some(value) = node
                     .labels
                     .get(&constraint.topology_key)
                     .filter(|_| !ignored)
                 {
-                    counts[i].entry(value.clone()).or_insert(0);
+                    let count = counts[i].entry(value.clone()).or_insert(0);
+                    // Each node is its own domain: count only the scored ones, in this pass.
+                    if hostname && eligible(constraint, pod, &required, node) {
+                        *count += constraint.count(pod, node);
+                    }
                 }
             }
             weights.push(((counts[i].len() + 2) as f64).ln());
-            if constraint.topology_key == HOSTNAME {
-                // Each node is its own domain: count only the scored ones.
-                for (node, ignored) in nodes.iter().zip(&ignored) {
-                    if !ignored
-                        && eligible(constraint, pod, &required, node)
-                        && let Some(value) = node.labels.get(HOSTNAME)
-                    {
-                        *counts[i].get_mut(value).unwrap() += constraint.count(pod, node);
-                    }
-                }
-            } else if !counts[i].is_empty() {
+            if !hostname && !counts[i].is_empty() {
                 for node in cluster.nodes() {
                     if let Some(count) = node
                         .labels
