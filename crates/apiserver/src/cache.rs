@@ -142,6 +142,19 @@ struct Hints {
     count: usize,
 }
 
+impl Hints {
+    /// Takes out the first promise for `key` that `pick` accepts.
+    fn take(&mut self, key: &str, pick: impl Fn(&Pending) -> bool) -> Option<Pending> {
+        let promises = self.pending.get_mut(key)?;
+        let pending = promises.remove(promises.iter().position(pick)?);
+        if promises.is_empty() {
+            self.pending.remove(key);
+        }
+        self.count -= 1;
+        Some(pending)
+    }
+}
+
 struct Pending {
     id: u64,
     bytes: Bytes,
@@ -399,15 +412,7 @@ impl ResourceCache {
 
     fn forget(&self, key: &str, id: u64) {
         let mut hints = self.hints.lock().expect("hints lock poisoned");
-        if let Some(promises) = hints.pending.get_mut(key) {
-            let before = promises.len();
-            promises.retain(|p| p.id != id);
-            let removed = before - promises.len();
-            if promises.is_empty() {
-                hints.pending.remove(key);
-            }
-            hints.count -= removed;
-        }
+        hints.take(key, |p| p.id == id);
     }
 
     /// The promise a put event fulfils: the first for its key with its exact bytes.
@@ -416,14 +421,7 @@ impl ResourceCache {
             return None;
         }
         let mut hints = self.hints.lock().expect("hints lock poisoned");
-        let promises = hints.pending.get_mut(&event.kv.key)?;
-        let at = promises.iter().position(|p| p.bytes == event.kv.value)?;
-        let pending = promises.remove(at);
-        if promises.is_empty() {
-            hints.pending.remove(&event.kv.key);
-        }
-        hints.count -= 1;
-        Some(pending)
+        hints.take(&event.kv.key, |p| p.bytes == event.kv.value)
     }
 
     /// Applies a store event, with the object its writer promised if there is one.

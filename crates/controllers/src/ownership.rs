@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use r8s_informers::{Index, Watchable};
+use r8s_informers::{Index, Informers, Watchable};
 use serde_json::{Value, json};
 
 /// The owner reference with `controller: true`, if any.
@@ -17,9 +17,16 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 /// The name of the index of objects by controller (upstream's `controllerUIDIndex`).
 pub const CONTROLLER_INDEX: &str = "controller";
 
+/// `K`'s objects by controller (see [`controller_keys`]), the index made on first ask.
+pub async fn by_controller<K: Watchable>(informers: &Informers) -> Arc<Index<K>> {
+    informers
+        .index(CONTROLLER_INDEX, controller_keys::<K>)
+        .await
+}
+
 /// Where [`CONTROLLER_INDEX`] files an object: under its controller's UID, or, for an orphan,
 /// under its namespace (which every controller there may adopt from).
-pub fn controller_keys<K: Watchable>(object: &K) -> Vec<String> {
+fn controller_keys<K: Watchable>(object: &K) -> Vec<String> {
     let meta = object.meta();
     vec![match controller_of(meta) {
         Some(owner) => owner.uid.clone(),
@@ -30,6 +37,13 @@ pub fn controller_keys<K: Watchable>(object: &K) -> Vec<String> {
 fn orphans_key(namespace: &str) -> String {
     // A UID holds no '/', so this never names a controller.
     format!("orphans/{namespace}")
+}
+
+/// The objects the owner described by `owner` controls (finished ones included).
+pub fn controlled<K: Watchable>(index: &Index<K>, owner: &ObjectMeta) -> Vec<Arc<K>> {
+    let mut found = index.get(owner.uid.as_deref().unwrap_or_default());
+    found.retain(|o| o.meta().namespace == owner.namespace);
+    found
 }
 
 /// What a controller may claim: the objects it controls and the orphans of its namespace.
@@ -127,18 +141,18 @@ mod tests {
         let index = informer
             .index(CONTROLLER_INDEX, controller_keys::<Pod>)
             .await;
-        let mut names: Vec<String> = controlled_or_orphans(&index, "web", "uid-a")
-            .iter()
-            .map(|p| p.metadata.name.clone().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["mine", "orphan"]);
+        let claimable = || {
+            let mut names: Vec<String> = controlled_or_orphans(&index, "web", "uid-a")
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(claimable(), ["mine", "orphan"]);
         // Adopted, the orphan is no longer another controller's to claim.
         informer.apply(Event::Apply(pod("web", "orphan", Some("uid-b"))));
-        let names: Vec<String> = controlled_or_orphans(&index, "web", "uid-a")
-            .iter()
-            .map(|p| p.metadata.name.clone().unwrap())
-            .collect();
+        let names = claimable();
         assert_eq!(names, ["mine"]);
     }
 }

@@ -43,7 +43,7 @@ impl AffinityTerm {
         // matchLabelKeys/mismatchLabelKeys pin the selector to the declaring pod's own values.
         for key in term.match_label_keys.iter().flatten() {
             if let Some(value) = owner_labels.get(key) {
-                selector.requirements.push(Requirement {
+                selector.require(Requirement {
                     key: key.clone(),
                     operator: Operator::In,
                     values: vec![value.clone()],
@@ -52,7 +52,7 @@ impl AffinityTerm {
         }
         for key in term.mismatch_label_keys.iter().flatten() {
             if let Some(value) = owner_labels.get(key) {
-                selector.requirements.push(Requirement {
+                selector.require(Requirement {
                     key: key.clone(),
                     operator: Operator::NotIn,
                     values: vec![value.clone()],

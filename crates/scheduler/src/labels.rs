@@ -159,6 +159,13 @@ impl Selector {
         }
     }
 
+    /// Adds a requirement (keeping the pair hashes complete).
+    pub fn require(&mut self, requirement: Requirement) {
+        self.required_pairs
+            .extend(required_pairs(std::slice::from_ref(&requirement)));
+        self.requirements.push(requirement);
+    }
+
     pub fn matches(&self, labels: &Labels) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
@@ -266,5 +273,11 @@ mod tests {
         // A pair the labels lack is refused by its hash alone.
         let web = Selector::from_map(&labels(&[("app", "web")]));
         assert!(!web.matches_with(&labels(&[("app", "web")]), &[]));
+        // So is a pair required after the selector was built.
+        let mut pinned = Selector::from_map(&labels(&[("app", "web")]));
+        pinned.require(Requirement::new("hash", "In", &["1".into()]));
+        let both = labels(&[("app", "web"), ("hash", "1")]);
+        assert!(pinned.matches_with(&both, &pair_hashes(&both)));
+        assert!(!pinned.matches_with(&both, &[pair_hash("app", "web")]));
     }
 }

@@ -82,14 +82,6 @@ fn created(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
-/// Pods the daemon set controls.
-pub fn owned_pods(ds: &DaemonSet, pods_by_controller: &Index<Pod>) -> Vec<Arc<Pod>> {
-    let uid = ds.metadata.uid.as_deref().unwrap_or_default();
-    let mut pods = pods_by_controller.get(uid);
-    pods.retain(|p| p.metadata.namespace == ds.metadata.namespace);
-    pods
-}
-
 /// Decides one sync: `current` is the hash of the template's revision.
 pub fn plan(
     ds: &DaemonSet,
@@ -311,7 +303,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         Err(history::EnsureError::Api(e)) => return Err(err("store revision")(e)),
     };
     let current = history::hash_of(&revision).unwrap_or_default().to_owned();
-    let pods = owned_pods(&ds, &ctx.pods_by_controller);
+    let pods = ownership::controlled(&ctx.pods_by_controller, &ds.metadata);
     let nodes = ctx.nodes.state();
     let mut plan = plan(&ds, &nodes, &pods, &current, now);
     let satisfied = ctx.expectations.satisfied(&key, &namespace, &ctx.pods, now);
@@ -397,12 +389,7 @@ fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Actio
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
-    let pods_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<Pod>,
-        )
-        .await;
+    let pods_by_controller = ownership::by_controller::<Pod>(&informers).await;
     let (nodes, node_events) = informers.cache_and_touched::<Node>().await;
     let (revisions, revision_events) = informers.cache_and_touched::<ControllerRevision>().await;
     let controller = crate::controller_for::<DaemonSet>(&informers).await;

@@ -493,18 +493,8 @@ pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Re
     let (replica_sets, rs_events) = informers.cache_and_touched::<ReplicaSet>().await;
     let controller = crate::controller_for::<Deployment>(&informers).await;
     let sets_for_pods = replica_sets.clone();
-    let sets_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<ReplicaSet>,
-        )
-        .await;
-    let pods_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<Pod>,
-        )
-        .await;
+    let sets_by_controller = ownership::by_controller::<ReplicaSet>(&informers).await;
+    let pods_by_controller = ownership::by_controller::<Pod>(&informers).await;
     let deployments = controller.store();
     let controller = controller
         .owns_shared_stream(rs_events)

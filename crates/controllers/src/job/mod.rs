@@ -59,14 +59,6 @@ pub fn is_suspended(job: &Job) -> bool {
     job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
 }
 
-/// Pods the job controls, finished ones included.
-pub fn owned_pods(job: &Job, pods_by_controller: &Index<Pod>) -> Vec<Arc<Pod>> {
-    let uid = job.metadata.uid.as_deref().unwrap_or_default();
-    let mut pods = pods_by_controller.get(uid);
-    pods.retain(|p| p.metadata.namespace == job.metadata.namespace);
-    pods
-}
-
 /// The pod a job creates from its template, for a completion index in Indexed mode; with
 /// `backoffLimitPerIndex`, `failures` are the index's (counted, ignored) failures so far.
 pub fn pod_from_template(job: &Job, index: Option<i32>, failures: Option<(i32, i32)>) -> Pod {
@@ -160,7 +152,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned = owned_pods(&job, &ctx.pods_by_controller);
+    let owned = ownership::controlled(&ctx.pods_by_controller, &job.metadata);
     let mut job = (*job).clone();
     let finished = conditions::finished(&job).is_some();
 
@@ -332,12 +324,7 @@ async fn release_orphans(
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
-    let pods_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<Pod>,
-        )
-        .await;
+    let pods_by_controller = ownership::by_controller::<Pod>(&informers).await;
     let controller = crate::controller_for::<Job>(&informers).await;
     let jobs = controller.store();
     let (orphans_tx, orphans) = tokio::sync::mpsc::unbounded_channel();

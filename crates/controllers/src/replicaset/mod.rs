@@ -365,12 +365,7 @@ where
 {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
-    let pods_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<Pod>,
-        )
-        .await;
+    let pods_by_controller = ownership::by_controller::<Pod>(&informers).await;
     let controller = crate::controller_for::<K>(&informers).await;
     let owners = controller.store();
     let controller = controller.watches_shared_stream(pod_events, move |pod: Arc<Pod>| {

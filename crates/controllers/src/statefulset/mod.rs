@@ -467,12 +467,7 @@ fn sets_for(meta: &ObjectMeta, sets: &Store<StatefulSet>) -> Vec<ObjectRef<State
 pub async fn run(informers: Arc<Informers>, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = informers.client().clone();
     let (pods, pod_events) = informers.cache_and_touched::<Pod>().await;
-    let pods_by_controller = informers
-        .index(
-            ownership::CONTROLLER_INDEX,
-            ownership::controller_keys::<Pod>,
-        )
-        .await;
+    let pods_by_controller = ownership::by_controller::<Pod>(&informers).await;
     let claims = informers.store::<PersistentVolumeClaim>().await;
     let claim_events = informers
         .subscribe::<PersistentVolumeClaim>()

@@ -67,7 +67,7 @@ impl Constraint {
         let mut selector = Selector::from_label_selector(c.label_selector.as_ref());
         for key in c.match_label_keys.iter().flatten() {
             if let Some(value) = pod.labels.get(key) {
-                selector.requirements.push(Requirement {
+                selector.require(Requirement {
                     key: key.clone(),
                     operator: Operator::In,
                     values: vec![value.clone()],
